@@ -1,0 +1,93 @@
+"""Where every number of SPEC is computed: base, price, percent change, the basket sum, and the
+reason for each missing value.
+
+Pure functions over fetched candles, so the arithmetic can be tested without a server and read
+in one place.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from coinsum_pipeline.basket import swap_inst_id
+from coinsum_pipeline.fetch import CoinFetch
+from coinsum_pipeline.partitions import day_start, epoch_ms
+
+NOT_LISTED = "not_listed"
+NO_CANDLE = "no_candle"
+NO_BASE = "no_base"
+
+SLOT_COLUMNS = ["slot_start", "trade_date", "slot_time", "slot_ts_ms"]
+PRICE_COLUMNS = [*SLOT_COLUMNS, "coin", "inst_id", "base_price", "price", "pct_change"]
+MISSING_COLUMNS = [*SLOT_COLUMNS, "coin", "reason", "detail"]
+SUM_COLUMNS = [*SLOT_COLUMNS, "sum_pct", "coins_reported", "coins_expected", "complete"]
+
+
+@dataclass(frozen=True)
+class SlotTables:
+    """The rows a run of slots writes: one table each, all covering exactly the same slots."""
+
+    prices: pd.DataFrame
+    missing: pd.DataFrame
+    sums: pd.DataFrame
+
+
+def pct_change(price: float, base: float) -> float:
+    """Percent change since the day's 00:00 price (SPEC: (price - base) / base x 100)."""
+    return (price - base) / base * 100
+
+
+def _slot_fields(slot: datetime) -> list[object]:
+    return [slot.replace(tzinfo=None), slot.date(), slot.strftime("%H:%M"), epoch_ms(slot)]
+
+
+def _missing_reason(slot_ms: int, fetched: CoinFetch) -> tuple[str, str]:
+    if fetched.failure:
+        return fetched.failure, fetched.detail
+    if fetched.list_time_ms is not None and slot_ms < fetched.list_time_ms:
+        return NOT_LISTED, f"listed at ts {fetched.list_time_ms}"
+    return NO_CANDLE, "OKX has no 30m candle at this slot"
+
+
+def compute_slot_tables(
+    slots: Sequence[datetime], coins: Sequence[str], fetched: Mapping[str, CoinFetch]
+) -> SlotTables:
+    """Every (slot, coin) of the basket becomes exactly one price row or one missing row.
+
+    A coin without a price or base is left out of the sum (never counted as 0 %) and nothing is
+    forward-filled: a gap stays a gap, with its reason.
+    """
+    prices: list[list[object]] = []
+    missing: list[list[object]] = []
+    sums: list[list[object]] = []
+    for slot in slots:
+        slot_ms = epoch_ms(slot)
+        base_ms = epoch_ms(day_start(slot.date()))
+        fields = _slot_fields(slot)
+        changes: list[float] = []
+        for coin in coins:
+            got = fetched[coin]
+            candle = got.candles.get(slot_ms)
+            base = got.candles.get(base_ms)
+            if candle is None:
+                missing.append([*fields, coin, *_missing_reason(slot_ms, got)])
+            elif base is None:
+                why = _missing_reason(base_ms, got)
+                missing.append([*fields, coin, NO_BASE, f"00:00 price missing: {why[0]}"])
+            else:
+                change = pct_change(candle.open, base.open)
+                changes.append(change)
+                prices.append([*fields, coin, swap_inst_id(coin), base.open, candle.open, change])
+        reported = len(changes)
+        total = math.fsum(changes) if changes else None
+        sums.append([*fields, total, reported, len(coins), reported == len(coins)])
+    return SlotTables(
+        prices=pd.DataFrame(prices, columns=PRICE_COLUMNS),
+        missing=pd.DataFrame(missing, columns=MISSING_COLUMNS),
+        sums=pd.DataFrame(sums, columns=SUM_COLUMNS),
+    )

@@ -1,0 +1,31 @@
+"""The Dagster code location: assets, the live schedule and the resources they use.
+
+Settings come from the environment (``OKX_BASE_URL``, ``COINSUM_DB``, ``COINSUM_COINS``) as
+Dagster ``EnvVar``s, so the UI shows where each value came from; unset ones take the defaults.
+"""
+
+from __future__ import annotations
+
+from dagster import Definitions
+from dagster_duckdb import DuckDBResource
+
+from coinsum_pipeline.assets import basket_slots
+from coinsum_pipeline.basket import BasketResource
+from coinsum_pipeline.okx import OKXResource
+from coinsum_pipeline.schedules import live_slots, slots_job
+from coinsum_pipeline.settings import setting
+
+defs = Definitions(
+    assets=[basket_slots],
+    jobs=[slots_job],
+    schedules=[live_slots],
+    resources={
+        "okx": OKXResource(base_url=setting("OKX_BASE_URL")),
+        "duckdb": DuckDBResource(
+            database=setting("COINSUM_DB"),
+            # A Python variable named like a missing table must never be read as that table.
+            connection_config={"python_enable_replacements": False},
+        ),
+        "basket": BasketResource(coins=setting("COINSUM_COINS")),
+    },
+)

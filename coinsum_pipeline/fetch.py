@@ -1,0 +1,70 @@
+"""Fetching a basket's 30-minute candles for a run of slots.
+
+Each coin is fetched once for the whole run, from 00:00 of the first day touched to the last
+slot, so every slot's day base (the 00:00 candle) comes from the same answer as its price, and a
+run never depends on rows another partition wrote. Coins are fetched concurrently; the client's
+rate limiters keep the concurrency within OKX's budget.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from coinsum_pipeline.basket import swap_inst_id
+from coinsum_pipeline.okx import Candle, Instrument, OKXClient, OKXError, UnknownInstrument
+from coinsum_pipeline.partitions import day_start, epoch_ms
+
+log = logging.getLogger(__name__)
+
+FETCH_FAILED = "fetch_failed"
+UNKNOWN = "unknown_instrument"
+
+
+@dataclass(frozen=True)
+class CoinFetch:
+    """One coin's candles over the run, by ts, or the reason (a SPEC missing reason) it has none."""
+
+    candles: Mapping[int, Candle] = field(default_factory=dict)
+    list_time_ms: int | None = None
+    failure: str | None = None
+    detail: str = ""
+
+
+def fetch_basket(
+    client: OKXClient, coins: Sequence[str], slots: Sequence[datetime], threads: int = 8
+) -> dict[str, CoinFetch]:
+    """Candles for every coin of the basket covering ``slots`` and their days' 00:00 bases."""
+    first_ms = epoch_ms(day_start(slots[0].date()))
+    last_ms = epoch_ms(slots[-1])
+    listed = _listed_swaps(client)
+
+    def one(coin: str) -> CoinFetch:
+        inst_id = swap_inst_id(coin)
+        instrument = listed.get(inst_id) if listed is not None else None
+        if listed is not None and instrument is None:
+            return CoinFetch(failure=UNKNOWN, detail=f"{inst_id} is not a live OKX swap")
+        list_time = instrument.list_time_ms if instrument else None
+        try:
+            candles = client.candles(inst_id, "30m", max(first_ms, list_time or 0), last_ms)
+        except UnknownInstrument as exc:
+            return CoinFetch(failure=UNKNOWN, detail=str(exc))
+        except OKXError as exc:
+            log.warning("fetching %s failed: %s", inst_id, exc)
+            return CoinFetch(list_time_ms=list_time, failure=FETCH_FAILED, detail=str(exc))
+        return CoinFetch(candles={c.ts: c for c in candles}, list_time_ms=list_time)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(threads, len(coins)))) as pool:
+        return dict(zip(coins, pool.map(one, coins), strict=True))
+
+
+def _listed_swaps(client: OKXClient) -> dict[str, Instrument] | None:
+    """The live swaps, or None when OKX cannot say: then 51001 on the candles call decides."""
+    try:
+        return client.swap_instruments()
+    except OKXError as exc:
+        log.warning("could not list OKX swaps (%s); listing times are unknown for this run", exc)
+        return None

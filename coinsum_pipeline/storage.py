@@ -1,0 +1,148 @@
+"""The DuckDB tables users query, and the one way rows get into them.
+
+A run replaces exactly the slots it covers in all three tables inside one transaction, so a
+re-run never duplicates a row and a reader never sees a half-written slot.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+import duckdb
+
+from coinsum_pipeline.compute import SlotTables
+
+SLOT_DDL = """
+    slot_start  TIMESTAMP NOT NULL,  -- slot start, Beijing wall-clock time
+    trade_date  DATE      NOT NULL,  -- Beijing calendar day
+    slot_time   VARCHAR   NOT NULL,  -- 'HH:MM', Beijing
+    slot_ts_ms  BIGINT    NOT NULL,  -- UTC epoch ms of the slot start = OKX candle ts
+"""
+
+SCHEMA = {
+    "coin_prices": f"""
+        CREATE TABLE IF NOT EXISTS coin_prices ({SLOT_DDL}
+            coin        VARCHAR NOT NULL,
+            inst_id     VARCHAR NOT NULL,
+            base_price  DOUBLE  NOT NULL,  -- open of the day's 00:00 30m candle
+            price       DOUBLE  NOT NULL,  -- open of the slot's 30m candle
+            pct_change  DOUBLE  NOT NULL,  -- (price - base_price) / base_price * 100
+            written_at  TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (slot_start, coin)
+        )""",
+    "missing_values": f"""
+        CREATE TABLE IF NOT EXISTS missing_values ({SLOT_DDL}
+            coin        VARCHAR NOT NULL,
+            reason      VARCHAR NOT NULL,  -- a SPEC reason: not_listed, no_candle, no_base, ...
+            detail      VARCHAR,
+            written_at  TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (slot_start, coin)
+        )""",
+    "coin_sum": f"""
+        CREATE TABLE IF NOT EXISTS coin_sum ({SLOT_DDL}
+            sum_pct         DOUBLE,            -- NULL when no coin reported
+            coins_reported  INTEGER NOT NULL,
+            coins_expected  INTEGER NOT NULL,
+            complete        BOOLEAN NOT NULL,  -- every coin of the basket reported
+            written_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+            PRIMARY KEY (slot_start)
+        )""",
+}
+
+
+class StorageError(RuntimeError):
+    """The DuckDB file cannot be used; the message says which file and what to do."""
+
+
+def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
+    for ddl in SCHEMA.values():
+        conn.execute(ddl)
+
+
+def replace_slots(
+    conn: duckdb.DuckDBPyConnection, first: datetime, last: datetime, tables: SlotTables
+) -> None:
+    """Replace every row of slots ``first``..``last`` (inclusive) with ``tables``, atomically."""
+    bounds = [first.replace(tzinfo=None), last.replace(tzinfo=None)]
+    conn.execute("BEGIN TRANSACTION")
+    try:
+        for name, frame in (
+            ("coin_prices", tables.prices),
+            ("missing_values", tables.missing),
+            ("coin_sum", tables.sums),
+        ):
+            conn.execute(f"DELETE FROM {name} WHERE slot_start BETWEEN ? AND ?", bounds)
+            conn.register("incoming", frame)
+            conn.execute(f"INSERT INTO {name} BY NAME SELECT * FROM incoming")
+            conn.unregister("incoming")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+@contextmanager
+def writer_lock(database: str, log: logging.Logger | None = None) -> Iterator[None]:
+    """Queue writers on the DuckDB file instead of letting the second one fail.
+
+    DuckDB allows one writing process per file. Runs from the UI, the schedule and the CLI can
+    overlap, so each takes an exclusive lock on ``<file>.lock`` for its short write, saying so in
+    the log when it has to wait.
+    """
+    path = Path(database)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(f"{path}.lock", "a+")  # noqa: SIM115 - held for the whole block
+    except OSError as exc:
+        raise StorageError(
+            f"cannot write the DuckDB file {path} ({exc.strerror}): set COINSUM_DB to a path in a "
+            "writable folder."
+        ) from exc
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            (log or logging.getLogger(__name__)).info("waiting for %s, held by %s", path, holder)
+            started = time.monotonic()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            (log or logging.getLogger(__name__)).info(
+                "got %s after %.1f s", path, time.monotonic() - started
+            )
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.truncate(0)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def range_summary(conn: duckdb.DuckDBPyConnection, first: datetime, last: datetime) -> dict:
+    """Counts of what is stored for slots ``first``..``last``, as a backfill reports them."""
+    bounds = [first.replace(tzinfo=None), last.replace(tzinfo=None)]
+    between = "WHERE slot_start BETWEEN ? AND ?"
+    (values,) = conn.execute(f"SELECT count(*) FROM coin_prices {between}", bounds).fetchone()
+    (sums,) = conn.execute(f"SELECT count(*) FROM coin_sum {between}", bounds).fetchone()
+    reasons = dict(
+        conn.execute(
+            f"SELECT reason, count(*) FROM missing_values {between} GROUP BY reason ORDER BY 1",
+            bounds,
+        ).fetchall()
+    )
+    return {
+        "values": values,
+        "sums": sums,
+        "missing": sum(reasons.values()),
+        "missing_by_reason": reasons,
+    }
