@@ -37,6 +37,8 @@ SLOT_PARTITIONS = slot_partitions()
 # 288 slots = 6 days: one 300-row candle page per coin per run, the fewest requests possible.
 SLOTS_PER_RUN = 288
 OKX_POOL = "okx"
+# A run tagged with this reports fetch failures at once instead of retrying the step.
+FAIL_FAST_TAG = "coinsum/fail_fast"
 
 
 @asset(
@@ -96,5 +98,6 @@ def basket_slots(
                 "missing_values as fetch_failed. Re-execute this run to fill them."
             ),
             metadata={**metadata, "failed_coins": MetadataValue.json(failed)},
+            allow_retries=context.run.tags.get(FAIL_FAST_TAG) != "true",
         )
     return MaterializeResult(metadata=metadata)

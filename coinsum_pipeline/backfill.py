@@ -17,7 +17,7 @@ from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_START_TAG,
 )
 
-from coinsum_pipeline.assets import SLOTS_PER_RUN
+from coinsum_pipeline.assets import FAIL_FAST_TAG, SLOTS_PER_RUN
 from coinsum_pipeline.definitions import defs
 from coinsum_pipeline.partitions import (
     SLOT,
@@ -65,17 +65,15 @@ def run_slots(
 ) -> RunOutcome:
     """Materialize one range of slots as one Dagster run; failures are reported, not raised."""
     first, last = slot_key(slots[0]), slot_key(slots[-1])
-    run_config: dict = dict(QUIET_LOGS)
-    if not step_retries:
-        run_config["execution"] = {"config": {"retries": {"disabled": {}}}}
     result = defs.resolve_job_def(slots_job.name).execute_in_process(
         instance=instance,
-        run_config=run_config,
+        run_config=QUIET_LOGS,
         raise_on_error=False,
         tags={
             ASSET_PARTITION_RANGE_START_TAG: first,
             ASSET_PARTITION_RANGE_END_TAG: last,
             "coinsum/launched_by": "coinsum backfill",
+            **({} if step_retries else {FAIL_FAST_TAG: "true"}),
         },
     )
     errors = [

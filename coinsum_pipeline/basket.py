@@ -10,11 +10,10 @@ import re
 
 from dagster import ConfigurableResource
 
-DEFAULT_COINS: tuple[str, ...] = (
-    "BTC", "ETH", "XRP", "BNB", "SOL", "LTC", "DOGE", "SUI", "TRX", "TON", "ETC", "BCH", "HBAR",
-    "XLM", "FIL", "LINK", "CRO", "DOT", "UNI", "NEAR", "APT", "CFX", "CRV", "STX", "LDO", "TAO",
-    "AAVE",
-)  # fmt: skip
+DEFAULT_COINS: tuple[str, ...] = tuple(
+    """BTC ETH XRP BNB SOL LTC DOGE SUI TRX TON ETC BCH HBAR XLM FIL LINK
+       CRO DOT UNI NEAR APT CFX CRV STX LDO TAO AAVE""".split()
+)
 
 SWAP_SUFFIX = "-USDT-SWAP"
 _SYMBOL = re.compile(r"^[A-Z0-9]{1,20}$")
@@ -58,9 +57,9 @@ def swap_inst_id(coin: str) -> str:
 
 
 class BasketResource(ConfigurableResource):
-    """The coins to track, from ``COINSUM_COINS`` (a comma list; empty means SPEC's 27)."""
+    """The coins to track, from ``COINSUM_COINS`` (a comma list; default SPEC's 27)."""
 
-    coins: str = ""
+    coins: str
 
     def symbols(self) -> tuple[str, ...]:
         return parse_basket(self.coins)

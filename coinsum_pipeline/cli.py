@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--from", dest="first", type=_day, required=True, metavar="YYYY-MM-DD")
     run.add_argument("--to", dest="last", type=_day, required=True, metavar="YYYY-MM-DD")
+    run.add_argument(
+        "--fail-fast",
+        action="store_true",
+        help="do not retry a failed run's step (the asset's retry policy); report at once",
+    )
     commands.add_parser(
         "dev",
         help="start the Dagster UI and daemon (schedules, backfills) on this project's instance",
@@ -43,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _backfill(first: date, last: date) -> int:
+def _backfill(first: date, last: date, step_retries: bool) -> int:
     from dagster import DagsterInstance
 
     from coinsum_pipeline.backfill import backfill, plan
@@ -55,7 +60,7 @@ def _backfill(first: date, last: date) -> int:
     print(f"OKX {value('OKX_BASE_URL')}  ->  {value('COINSUM_DB')}")
     done, failed, started = 0, [], time.monotonic()
     with DagsterInstance.get() as instance:
-        for outcome in backfill(first, last, now, instance):
+        for outcome in backfill(first, last, now, instance, step_retries):
             done += outcome.slots
             rate = done / max(time.monotonic() - started, 1e-9)
             eta = (total - done) / rate if rate else 0
@@ -99,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.execvp("dagster", ["dagster", "dev", "-w", workspace, *extra])
         if extra:
             _parser().error(f"unrecognized arguments: {' '.join(extra)}")
-        return _backfill(args.first, args.last)
+        return _backfill(args.first, args.last, step_retries=not args.fail_fast)
     except (DateError, BasketError, StorageError) as exc:
         print(f"coinsum: {exc}", file=sys.stderr)
         return 2

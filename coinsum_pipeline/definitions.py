@@ -1,7 +1,7 @@
 """The Dagster code location: assets, the live schedule and the resources they use.
 
 Settings come from the environment (``OKX_BASE_URL``, ``COINSUM_DB``, ``COINSUM_COINS``) as
-Dagster ``EnvVar``s, so the UI shows where each value came from; unset ones take the defaults.
+Dagster ``EnvVar``s, read when each run starts; unset ones take the defaults in settings.py.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from coinsum_pipeline.basket import swap_inst_id
 from coinsum_pipeline.okx import Candle, Instrument, OKXClient, OKXError, UnknownInstrument
-from coinsum_pipeline.partitions import day_start, epoch_ms
+from coinsum_pipeline.partitions import SLOT_MS, day_start, epoch_ms
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,10 @@ def fetch_basket(
         if listed is not None and instrument is None:
             return CoinFetch(failure=UNKNOWN, detail=f"{inst_id} is not a live OKX swap")
         list_time = instrument.list_time_ms if instrument else None
+        # The slot holding listTime can have a candle: its first trade. Start there, not later.
+        listed_slot = (list_time or 0) // SLOT_MS * SLOT_MS
         try:
-            candles = client.candles(inst_id, "30m", max(first_ms, list_time or 0), last_ms)
+            candles = client.candles(inst_id, "30m", max(first_ms, listed_slot), last_ms)
         except UnknownInstrument as exc:
             return CoinFetch(failure=UNKNOWN, detail=str(exc))
         except OKXError as exc:

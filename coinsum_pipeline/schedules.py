@@ -9,13 +9,12 @@ from dagster import (
     schedule,
 )
 
-from coinsum_pipeline.assets import SLOT_PARTITIONS, basket_slots
+from coinsum_pipeline.assets import basket_slots
 from coinsum_pipeline.partitions import current_slot, slot_key
 
 slots_job = define_asset_job(
     "collect_slots",
     selection=AssetSelection.assets(basket_slots),
-    partitions_def=SLOT_PARTITIONS,
     description="Fetch and store one slot or a range of slots (used by the schedule and the CLI).",
 )
 

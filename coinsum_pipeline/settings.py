@@ -11,19 +11,27 @@ from pathlib import Path
 
 from dagster import EnvVar
 
+from coinsum_pipeline.basket import DEFAULT_COINS
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULTS: dict[str, str] = {
     "OKX_BASE_URL": "https://www.okx.com",
     "COINSUM_DB": str(PROJECT_ROOT / "data" / "coinsum.duckdb"),
-    "COINSUM_COINS": "",  # empty: SPEC's 27 coins
+    "COINSUM_COINS": ",".join(DEFAULT_COINS),
     "COINSUM_START": "2026-01-03",  # first Beijing day with partitions
 }
 
 
-def setting(name: str) -> str | EnvVar:
-    """For resource config: the ``EnvVar`` when the variable is set, else the default."""
-    return EnvVar(name) if os.environ.get(name) else DEFAULTS[name]
+def setting(name: str) -> EnvVar:
+    """For resource config: an ``EnvVar``, read when a run starts, never frozen at import.
+
+    An unset variable gets its default in this process's environment first, which the run
+    workers Dagster starts from here inherit.
+    """
+    if not os.environ.get(name):
+        os.environ[name] = DEFAULTS[name]
+    return EnvVar(name)
 
 
 def value(name: str) -> str:

@@ -43,8 +43,12 @@ BAR_MS = {"30m": 30 * MINUTE_MS, "1D": 24 * 60 * MINUTE_MS}
 BEIJING_OFFSET_MS = 8 * 60 * MINUTE_MS  # 1D bars open at 00:00 UTC+8
 CANDLES_REACH = 1440
 LISTED_2019 = 1_573_557_408_000  # BTC-USDT-SWAP's real listTime, used as the default for all
-OKX_RATE_LIMITS = {CANDLES: (40, 2.0), HISTORY_CANDLES: (20, 2.0), INSTRUMENTS: (20, 2.0),
-                   TICKER: (20, 2.0)}  # fmt: skip
+OKX_RATE_LIMITS = {
+    CANDLES: (40, 2.0),
+    HISTORY_CANDLES: (20, 2.0),
+    INSTRUMENTS: (20, 2.0),
+    TICKER: (20, 2.0),
+}
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "okx-real"
 
 # kind -> (HTTP status, OKX code or None for a non-JSON body, message)
@@ -60,9 +64,19 @@ FAULTS: dict[str, tuple[int, str | None, str]] = {
     "html200": (200, None, "<!DOCTYPE html><html><body>Site maintenance</body></html>"),
     "timeout": (0, None, "answer later than the client's timeout"),
     "drop": (0, None, "close the connection without answering"),
-}  # fmt: skip
-RETRYABLE_FAULTS = ("429", "50011", "50013", "50001", "50004", "50026", "html502", "html200",
-                    "timeout", "drop")  # fmt: skip
+}
+RETRYABLE_FAULTS = (
+    "429",
+    "50011",
+    "50013",
+    "50001",
+    "50004",
+    "50026",
+    "html502",
+    "html200",
+    "timeout",
+    "drop",
+)
 
 
 def synthetic_price(inst_id: str, ts_ms: int) -> str:
@@ -185,12 +199,21 @@ class FakeOKX:
     def instrument_rows(self, params: dict[str, str]) -> list[dict[str, str]]:
         wanted = params.get("instId")
         return [
-            {"instId": inst_id, "instType": "SWAP", "instFamily": inst_id.removesuffix("-SWAP"),
-             "settleCcy": "USDT", "ctVal": "0.01", "ctType": "linear", "state": "live",
-             "listTime": str(listed), "tickSz": "0.0001", "lotSz": "1"}
+            {
+                "instId": inst_id,
+                "instType": "SWAP",
+                "instFamily": inst_id.removesuffix("-SWAP"),
+                "settleCcy": "USDT",
+                "ctVal": "0.01",
+                "ctType": "linear",
+                "state": "live",
+                "listTime": str(listed),
+                "tickSz": "0.0001",
+                "lotSz": "1",
+            }
             for inst_id, listed in sorted(self.instruments.items())
             if wanted is None or wanted == inst_id
-        ]  # fmt: skip
+        ]
 
     # ---- protocol ------------------------------------------------------------------------
 
@@ -341,7 +364,7 @@ def main(argv: Iterable[str] | None = None) -> None:
         action="store_true",
         help=f"serve the real candles in {REAL_DATA} for their instruments",
     )
-    args = parser.parse_args(list(argv) if argv is not None else None)  # fmt: skip
+    args = parser.parse_args(list(argv) if argv is not None else None)
     okx = FakeOKX(now_ms=args.now, fault_rate=args.fault_rate)
     okx.page_caps[HISTORY_CANDLES] = args.history_page_cap
     if args.replay_real:

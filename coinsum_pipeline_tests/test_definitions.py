@@ -1,0 +1,61 @@
+"""What `dagster dev` loads: the code location, its partitions and the live schedule."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from dagster import AssetKey, DefaultScheduleStatus, build_schedule_context
+
+from coinsum_pipeline.definitions import defs
+from coinsum_pipeline.partitions import current_slot, slot_key
+from coinsum_pipeline.schedules import live_slots
+from coinsum_pipeline_tests.conftest import beijing
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_workspace_loads_without_errors(tmp_path: Path) -> None:
+    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
+    (tmp_path / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
+    result = subprocess.run(
+        [
+            Path(sys.executable).parent / "dagster",
+            "definitions",
+            "validate",
+            "-w",
+            "workspace.yaml",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Validation successful" in result.stdout + result.stderr
+
+
+def test_slot_partitions_start_at_first_day_and_include_the_running_slot() -> None:
+    partitions = defs.resolve_assets_def(AssetKey("basket_slots")).partitions_def
+    keys = partitions.get_partition_keys()
+    assert keys[0] == "2026-01-03-00:00"
+    assert keys[1] == "2026-01-03-00:30"
+    from datetime import datetime
+
+    assert keys[-1] == slot_key(current_slot(datetime.now().astimezone()))
+
+
+def test_live_schedule_targets_the_slot_that_just_started() -> None:
+    assert live_slots.default_status == DefaultScheduleStatus.RUNNING
+    assert live_slots.cron_schedule == "1,31 * * * *"
+    assert live_slots.execution_timezone == "Asia/Shanghai"
+    for fired, key in [
+        ("2026-01-10 00:01", "2026-01-10-00:00"),
+        ("2026-01-10 12:31", "2026-01-10-12:30"),
+        ("2026-01-10 23:31", "2026-01-10-23:30"),
+    ]:
+        request = live_slots(build_schedule_context(scheduled_execution_time=beijing(fired)))
+        assert (request.partition_key, request.run_key) == (key, key)

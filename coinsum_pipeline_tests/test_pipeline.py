@@ -1,0 +1,197 @@
+"""The whole pipeline: fake OKX -> Dagster runs in a real instance -> a real DuckDB file."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import date
+
+import pytest
+from dagster import AssetKey
+
+from coinsum_pipeline.backfill import backfill, run_slots
+from coinsum_pipeline.cli import main
+from coinsum_pipeline.partitions import SLOT, day_start, epoch_ms, slots_in
+from coinsum_pipeline_tests.conftest import (
+    Pipeline,
+    beijing,
+    midnight_ms,
+    real_rows,
+    served_open,
+)
+from coinsum_pipeline_tests.fake_okx import HISTORY_CANDLES
+
+SLOTS = AssetKey("basket_slots")
+NOW = beijing("2026-11-25 10:00")  # any moment after the ranges these tests fetch
+
+
+def assert_values_exact(pipeline: Pipeline) -> int:
+    """Every stored value is SPEC's formula over the candles served, and every sum adds them."""
+    rows = pipeline.query(
+        "SELECT slot_ts_ms, trade_date, inst_id, coin, base_price, price, pct_change "
+        "FROM coin_prices"
+    )
+    by_slot: dict[int, list[float]] = defaultdict(list)
+    for ts, day, inst_id, _coin, base, price, pct in rows:
+        assert price == served_open(pipeline.okx, inst_id, ts)
+        assert base == served_open(pipeline.okx, inst_id, midnight_ms(day))
+        assert pct == (price - base) / base * 100
+        by_slot[ts].append(pct)
+    sums = pipeline.query("SELECT slot_ts_ms, sum_pct, coins_reported FROM coin_sum")
+    for ts, total, reported in sums:
+        assert reported == len(by_slot[ts])
+        assert total == math.fsum(by_slot[ts])
+    return len(rows)
+
+
+def table_snapshot(pipeline: Pipeline) -> dict[str, list[tuple]]:
+    return {
+        "prices": pipeline.query(
+            "SELECT slot_start, coin, base_price, price, pct_change FROM coin_prices ORDER BY 1, 2"
+        ),
+        "sums": pipeline.query(
+            "SELECT slot_start, sum_pct, coins_reported, complete FROM coin_sum ORDER BY 1"
+        ),
+        "missing": pipeline.query(
+            "SELECT slot_start, coin, reason FROM missing_values ORDER BY 1, 2"
+        ),
+    }
+
+
+def test_first_users_range_fills_every_slot_exactly(pipeline: Pipeline) -> None:
+    outcomes = list(backfill(date(2026, 1, 3), date(2026, 1, 16), NOW, pipeline.instance))
+    assert [(o.first_key, o.last_key, o.success) for o in outcomes] == [
+        ("2026-01-03-00:00", "2026-01-08-23:30", True),
+        ("2026-01-09-00:00", "2026-01-14-23:30", True),
+        ("2026-01-15-00:00", "2026-01-16-23:30", True),
+    ]
+    assert assert_values_exact(pipeline) == 18_144
+    assert pipeline.query("SELECT count(*), bool_and(complete) FROM coin_sum") == [(672, True)]
+    assert pipeline.query("SELECT count(*) FROM missing_values") == [(0,)]
+    assert len(pipeline.instance.get_materialized_partitions(SLOTS)) == 672
+    # One candle page of 300 per coin per run of 288 slots, plus one instruments call per run.
+    assert pipeline.okx.request_count(HISTORY_CANDLES) == 27 * 3
+
+
+def test_rerunning_replaces_exactly_and_changes_nothing(pipeline: Pipeline) -> None:
+    list(backfill(date(2026, 1, 5), date(2026, 1, 6), NOW, pipeline.instance))
+    before = table_snapshot(pipeline)
+    list(backfill(date(2026, 1, 6), date(2026, 1, 6), NOW, pipeline.instance))
+    run_slots(
+        list(slots_in(beijing("2026-01-05 13:00"), beijing("2026-01-05 16:00"))), pipeline.instance
+    )
+    assert table_snapshot(pipeline) == before
+    assert len(before["prices"]) == 2 * 48 * 27 and len(before["sums"]) == 96
+
+
+def test_mid_day_range_gets_its_days_base_without_other_partitions(pipeline: Pipeline) -> None:
+    slots = list(slots_in(beijing("2026-01-05 13:00"), beijing("2026-01-06 02:00")))
+    assert run_slots(slots, pipeline.instance, step_retries=False).success
+    stored = pipeline.query("SELECT DISTINCT slot_start FROM coin_prices ORDER BY 1")
+    assert [s for (s,) in stored] == [s.replace(tzinfo=None) for s in slots]
+    assert assert_values_exact(pipeline) == len(slots) * 27
+    bases = pipeline.query("SELECT DISTINCT trade_date, coin, base_price FROM coin_prices")
+    assert len(bases) == 2 * 27, "one base per coin per day, whichever slot it was read for"
+
+
+def test_midnight_slot_alone_is_zero_percent(pipeline: Pipeline) -> None:
+    assert run_slots([beijing("2026-01-05 00:00")], pipeline.instance).success
+    rows = pipeline.query("SELECT count(*), max(abs(pct_change)) FROM coin_prices")
+    assert rows == [(27, 0.0)]
+    assert pipeline.query("SELECT sum_pct, coins_reported FROM coin_sum") == [(0.0, 27)]
+
+
+def test_live_slot_just_after_midnight_uses_the_open_candle(pipeline: Pipeline) -> None:
+    from dagster import build_schedule_context
+
+    from coinsum_pipeline.schedules import live_slots
+
+    pipeline.okx.now_ms = epoch_ms(beijing("2026-01-10 00:31"))
+    request = live_slots(
+        build_schedule_context(scheduled_execution_time=beijing("2026-01-10 00:31"))
+    )
+    assert request.partition_key == "2026-01-10-00:30"
+    assert run_slots([beijing("2026-01-10 00:30")], pipeline.instance).success
+    assert assert_values_exact(pipeline) == 27
+    served = pipeline.okx.candle_rows(HISTORY_CANDLES, {"instId": "BTC-USDT-SWAP", "bar": "30m"})
+    assert served[0][0] == str(epoch_ms(beijing("2026-01-10 00:30"))) and served[0][-1] == "0"
+
+
+def test_real_okx_candles_replayed_through_the_pipeline(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inst_ids = pipeline.okx.replay_real()
+    coins = [i.removesuffix("-USDT-SWAP") for i in inst_ids]
+    monkeypatch.setenv("COINSUM_COINS", ",".join(coins))
+    list(backfill(date(2026, 8, 1), date(2026, 8, 3), NOW, pipeline.instance))
+    rows = pipeline.query(
+        "SELECT slot_ts_ms, trade_date, inst_id, base_price, price, pct_change FROM coin_prices"
+    )
+    assert len(rows) == 3 * 48 * 5
+    for inst_id in inst_ids:
+        thirty, daily = real_rows(inst_id, "30m"), real_rows(inst_id, "1D")
+        for ts, day, inst, base, price, pct in rows:
+            if inst != inst_id:
+                continue
+            assert price == float(thirty[ts][1])
+            assert base == float(thirty[midnight_ms(day)][1]) == float(daily[midnight_ms(day)][1])
+            assert pct == (price - base) / base * 100
+    assert pipeline.query("SELECT count(*) FROM missing_values") == [(0,)]
+
+
+def test_gaps_are_stored_with_reasons_and_the_cli_reports_failure(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    okx = pipeline.okx
+    monkeypatch.setenv("COINSUM_COINS", "BTC,ETH,SOL,NEW,NOPE")
+    okx.instruments["NEW-USDT-SWAP"] = epoch_ms(beijing("2026-01-05 09:10"))
+    okx.gaps["ETH-USDT-SWAP"] = [
+        (epoch_ms(beijing("2026-01-05 04:00")), epoch_ms(beijing("2026-01-05 05:00")))
+    ]
+    okx.fail_next("51000", path=HISTORY_CANDLES)  # one coin's fetch fails outright
+    code = main(["backfill", "--from", "2026-01-05", "--to", "2026-01-05", "--fail-fast"])
+    assert code == 1
+    assert "fetch_failed" in capsys.readouterr().err
+    failed = pipeline.query(
+        "SELECT coin, count(*) FROM missing_values WHERE reason = 'fetch_failed' GROUP BY 1"
+    )
+    assert len(failed) == 1 and failed[0][1] == 48, "the failed coin's slots are stored as such"
+
+    assert main(["backfill", "--from", "2026-01-05", "--to", "2026-01-05"]) == 0
+    missing = dict(pipeline.query("SELECT reason, count(*) FROM missing_values GROUP BY 1"))
+    assert missing == {
+        "unknown_instrument": 48,  # NOPE
+        "no_candle": 3,  # ETH 04:00, 04:30, 05:00
+        "not_listed": 18,  # NEW before 09:00 (the 09:00 candle holds its first trade)
+        "no_base": 48 - 18,  # NEW has no 00:00 price on its listing day
+    }
+    assert assert_values_exact(pipeline) == 48 * 3 - 3
+    sums = pipeline.query("SELECT min(coins_reported), max(coins_reported) FROM coin_sum")
+    assert sums == [(2, 3)]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--from", "2026-01-16", "--to", "2026-01-03"], "before --from"),
+        (["--from", "2025-12-01", "--to", "2026-01-03"], "before the first partition day"),
+        (["--from", "2026-13-01", "--to", "2026-01-03"], "not a date"),
+        (["--from", "2099-01-01", "--to", "2099-01-02"], "in the future"),
+    ],
+)
+def test_bad_dates_get_a_clear_error(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    try:
+        code = main(["backfill", *args])
+    except SystemExit as exited:  # argparse rejects a malformed date itself
+        code = exited.code
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert pipeline.okx.request_count() == 0
+
+
+def test_day_boundaries_are_beijing_midnight() -> None:
+    assert day_start(date(2026, 1, 5)).isoformat() == "2026-01-05T00:00:00+08:00"
+    assert midnight_ms(date(2026, 1, 5)) == 1767542400000  # 2026-01-04 16:00 UTC
+    assert epoch_ms(day_start(date(2026, 1, 5)) + 47 * SLOT) == 1767542400000 + 47 * 1_800_000
