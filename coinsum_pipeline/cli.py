@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 from datetime import date, datetime
+from pathlib import Path
 
 import duckdb
 
@@ -40,6 +41,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not retry a failed run's step (the asset's retry policy); report at once",
     )
+    sql = commands.add_parser(
+        "sql",
+        help="run a SQL query on the DuckDB file (read-only) and print the result",
+        description="Open COINSUM_DB read-only, run QUERY, print the rows. Tables: coin_prices, "
+        "coin_sum, missing_values (see README).",
+    )
+    sql.add_argument("query")
     commands.add_parser(
         "dev",
         help="start the Dagster UI and daemon (schedules, backfills) on this project's instance",
@@ -95,15 +103,29 @@ def _summary(first: date, last: date) -> dict:
         return range_summary(conn, day_start(first), day_start(last).replace(hour=23, minute=30))
 
 
+def _sql(query: str) -> int:
+    try:
+        with duckdb.connect(value("COINSUM_DB"), read_only=True) as conn:
+            frame = conn.execute(query).fetchdf()
+    except duckdb.Error as exc:
+        print(f"coinsum sql: {exc}", file=sys.stderr)
+        return 2
+    print(frame.to_string(index=False, max_rows=200))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, extra = _parser().parse_known_args(argv)
     try:
         if args.command == "dev":
             dagster_home()
             workspace = str(PROJECT_ROOT / "workspace.yaml")
-            os.execvp("dagster", ["dagster", "dev", "-w", workspace, *extra])
+            dagster = str(Path(sys.executable).parent / "dagster")  # this environment's, not PATH's
+            os.execv(dagster, [dagster, "dev", "-w", workspace, *extra])
         if extra:
             _parser().error(f"unrecognized arguments: {' '.join(extra)}")
+        if args.command == "sql":
+            return _sql(args.query)
         return _backfill(args.first, args.last, step_retries=not args.fail_fast)
     except (DateError, BasketError, StorageError) as exc:
         print(f"coinsum: {exc}", file=sys.stderr)

@@ -19,7 +19,7 @@ from pydantic import PrivateAttr
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
-from coinsum_pipeline.ratelimit import SlidingWindowLimiter
+from coinsum_pipeline.ratelimit import shared_limiter
 
 CANDLES = "/api/v5/market/candles"
 HISTORY_CANDLES = "/api/v5/market/history-candles"
@@ -121,7 +121,9 @@ class OKXClient:
             backoff_jitter=backoff_factor,
             respect_retry_after_header=True,
         )
-        self._limiters = {path: SlidingWindowLimiter(n, s) for path, (n, s) in rate_limits.items()}
+        self._limiters = {
+            path: shared_limiter(self.base_url, path, n, s) for path, (n, s) in rate_limits.items()
+        }
         self._session = requests.Session()
         adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
         self._session.mount("http://", adapter)

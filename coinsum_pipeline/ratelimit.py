@@ -33,3 +33,21 @@ class SlidingWindowLimiter:
                     self._sent.append(now)
                     return
                 time.sleep(self._sent[0] + self.window - now)
+
+
+_shared: dict[tuple[str, str], SlidingWindowLimiter] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_limiter(host: str, path: str, limit: int, window: float) -> SlidingWindowLimiter:
+    """The one limiter for ``path`` on ``host`` in this process.
+
+    OKX counts requests per IP, not per client object: consecutive runs in one process (the
+    CLI's ranged runs) must share the window, or each new run would start with a full budget
+    while the server still counts the last run's requests.
+    """
+    with _shared_lock:
+        key = (host, path)
+        if key not in _shared:
+            _shared[key] = SlidingWindowLimiter(limit, window)
+        return _shared[key]

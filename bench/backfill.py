@@ -1,0 +1,114 @@
+"""Benchmark: backfill a date range for the whole basket against the fake OKX at OKX's real
+rate limits, through the same Dagster job and instance storage the CLI uses.
+
+Prints wall time, the requests made per endpoint, the rate-limit floor for those requests (the
+least time OKX's per-IP limits allow for them: requests x window / limit), their ratio, the
+time spent fetching alone, and peak memory.
+
+    .venv/bin/python bench/backfill.py                       # 2026-01-03 .. 2026-01-16, 27 coins
+    .venv/bin/python bench/backfill.py --history-page-cap 100
+    .venv/bin/python bench/backfill.py --from 2026-01-03 --to 2026-12-31   # about a year
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from datetime import date, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from coinsum_pipeline.okx import RATE_LIMITS  # noqa: E402
+from coinsum_pipeline_tests.fake_okx import HISTORY_CANDLES, FakeOKX  # noqa: E402
+
+
+def floor_seconds(requests: dict[str, int]) -> float:
+    return sum(n * RATE_LIMITS[path][1] / RATE_LIMITS[path][0] for path, n in requests.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--from", dest="first", default="2026-01-03")
+    parser.add_argument("--to", dest="last", default="2026-01-16")
+    parser.add_argument("--history-page-cap", type=int, default=300, choices=(100, 300))
+    args = parser.parse_args()
+    first, last = date.fromisoformat(args.first), date.fromisoformat(args.last)
+
+    work = Path(tempfile.mkdtemp(prefix="coinsum-bench-"))
+    okx = FakeOKX()  # OKX's published rate limits, enforced
+    okx.page_caps[HISTORY_CANDLES] = args.history_page_cap
+    os.environ.update(
+        OKX_BASE_URL=okx.start(),
+        COINSUM_DB=str(work / "coinsum.duckdb"),
+        DAGSTER_HOME=str(work / "dagster_home"),
+    )
+    os.environ.pop("COINSUM_COINS", None)
+
+    from dagster import DagsterInstance
+
+    from coinsum_pipeline.backfill import backfill, plan
+    from coinsum_pipeline.basket import DEFAULT_COINS
+    from coinsum_pipeline.fetch import fetch_basket
+    from coinsum_pipeline.okx import OKXClient
+    from coinsum_pipeline.partitions import day_start
+    from coinsum_pipeline.settings import dagster_home
+    from coinsum_pipeline.storage import range_summary
+
+    dagster_home()
+    now = datetime.now().astimezone()
+    print(
+        f"backfill {first} .. {last}, {len(DEFAULT_COINS)} coins, history page cap "
+        f"{args.history_page_cap}, OKX rate limits {dict(RATE_LIMITS)}"
+    )
+
+    started = time.monotonic()
+    with DagsterInstance.get() as instance:
+        outcomes = list(backfill(first, last, now, instance))
+    wall = time.monotonic() - started
+    served = {path: okx.request_count(path) for path in RATE_LIMITS if okx.request_count(path)}
+    tripped = okx.rate_limited
+
+    import duckdb
+
+    with duckdb.connect(os.environ["COINSUM_DB"], read_only=True) as conn:
+        stored = range_summary(conn, day_start(first), day_start(last).replace(hour=23, minute=30))
+
+    # The same candles fetched alone, outside Dagster: how much of the wall time is OKX's.
+    runs = plan(first, last, now)
+    slots = sum(len(run) for run in runs)
+    client = OKXClient(os.environ["OKX_BASE_URL"])
+    fetch_started = time.monotonic()
+    for run in runs:
+        fetch_basket(client, DEFAULT_COINS, run)
+    fetch_only = time.monotonic() - fetch_started
+    okx.stop()
+
+    floor = floor_seconds(served)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"runs:            {len(outcomes)} ({sum(o.success for o in outcomes)} succeeded)")
+    print(
+        f"slots:           {slots}  values {stored['values']}  sums {stored['sums']}  "
+        f"missing {stored['missing']}"
+    )
+    print(f"wall time:       {wall:.1f} s  ({slots / wall:.1f} slots/s)")
+    print(f"requests:        {sum(served.values())}  {served}  (429s: {tripped})")
+    print(f"rate-limit floor {floor:.2f} s  ->  wall / floor = {wall / floor:.2f}")
+    print(
+        f"target:          2 x floor + 60 s = {2 * floor + 60:.1f} s  "
+        f"({'met' if wall <= 2 * floor + 60 else 'MISSED'})"
+    )
+    print(
+        f"fetch alone:     {fetch_only:.1f} s; Dagster bookkeeping and DuckDB: "
+        f"{wall - fetch_only:.1f} s"
+    )
+    print(f"peak memory:     {peak_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
