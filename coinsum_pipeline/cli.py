@@ -12,7 +12,7 @@ from pathlib import Path
 
 import duckdb
 
-from coinsum_pipeline.basket import BasketError
+from coinsum_pipeline.basket import BasketError, parse_basket
 from coinsum_pipeline.partitions import DateError, day_start, parse_day
 from coinsum_pipeline.settings import PROJECT_ROOT, dagster_home, value
 from coinsum_pipeline.storage import StorageError, range_summary
@@ -61,6 +61,7 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
 
     from coinsum_pipeline.backfill import backfill, plan
 
+    parse_basket(value("COINSUM_COINS"))  # a typo in the basket stops here, not in every run
     now = datetime.now().astimezone()
     total = sum(len(run) for run in plan(first, last, now))
     home = dagster_home()

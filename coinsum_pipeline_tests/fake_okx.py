@@ -139,8 +139,13 @@ class FakeOKX:
 
     def replay_real(self, folder: Path = REAL_DATA) -> list[str]:
         """Serve the real OKX candles in ``folder`` for their instruments; returns the instIds."""
+        files = sorted(folder.glob("*.json"))
+        if not files:
+            raise FileNotFoundError(
+                f"no real OKX candles in {folder}: the repository expects shared/okx-real beside it"
+            )
         inst_ids = []
-        for file in sorted(folder.glob("*.json")):
+        for file in files:
             doc = json.loads(file.read_text())
             rows = [[*r[:7], f"{float(r[6]) * float(r[4]):.4f}", r[7]] for r in doc["rows"]]
             self._replay[(doc["instId"], doc["bar"])] = rows

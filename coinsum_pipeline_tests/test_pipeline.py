@@ -121,6 +121,7 @@ def test_real_okx_candles_replayed_through_the_pipeline(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inst_ids = pipeline.okx.replay_real()
+    assert len(inst_ids) == 5
     coins = [i.removesuffix("-USDT-SWAP") for i in inst_ids]
     monkeypatch.setenv("COINSUM_COINS", ",".join(coins))
     list(backfill(date(2026, 8, 1), date(2026, 8, 3), NOW, pipeline.instance))
@@ -188,6 +189,15 @@ def test_bad_dates_get_a_clear_error(
         code = exited.code
     assert code == 2
     assert message in capsys.readouterr().err
+    assert pipeline.okx.request_count() == 0
+
+
+def test_malformed_basket_is_refused_before_any_request(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COINSUM_COINS", "BTC,ET H,SOL")
+    assert main(["backfill", "--from", "2026-01-05", "--to", "2026-01-05"]) == 2
+    assert "COINSUM_COINS has malformed coin symbols ['ET H']" in capsys.readouterr().err
     assert pipeline.okx.request_count() == 0
 
 
