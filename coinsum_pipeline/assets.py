@@ -21,14 +21,13 @@ from dagster import (
     RetryPolicy,
     asset,
 )
-from dagster_duckdb import DuckDBResource
 
 from coinsum_pipeline.basket import BasketResource
 from coinsum_pipeline.compute import compute_slot_tables
 from coinsum_pipeline.fetch import FETCH_FAILED, fetch_basket
 from coinsum_pipeline.okx import OKXResource
 from coinsum_pipeline.partitions import slot_partitions, slots_in
-from coinsum_pipeline.storage import ensure_schema, replace_slots, writer_lock
+from coinsum_pipeline.storage import CoinsumDatabase, replace_slots
 
 # Backfill policies are how Dagster runs a range as one run; their "beta" notice is noise to users.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
@@ -61,7 +60,7 @@ FAIL_FAST_TAG = "coinsum/fail_fast"
 def basket_slots(
     context: AssetExecutionContext,
     okx: OKXResource,
-    duckdb: DuckDBResource,
+    duckdb: CoinsumDatabase,
     basket: BasketResource,
 ) -> MaterializeResult:
     window = context.partition_time_window
@@ -73,8 +72,7 @@ def basket_slots(
     )
     fetched = fetch_basket(okx.client, coins, slots, threads=okx.fetch_threads)
     tables = compute_slot_tables(slots, coins, fetched)
-    with writer_lock(duckdb.database, context.log), duckdb.get_connection() as conn:
-        ensure_schema(conn)
+    with duckdb.write(context.log) as conn:
         replace_slots(conn, slots[0], slots[-1], tables)
 
     reasons = Counter(tables.missing["reason"])

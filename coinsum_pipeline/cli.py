@@ -15,7 +15,7 @@ import duckdb
 from coinsum_pipeline.basket import BasketError, parse_basket
 from coinsum_pipeline.partitions import DateError, day_start, parse_day
 from coinsum_pipeline.settings import PROJECT_ROOT, dagster_home, value
-from coinsum_pipeline.storage import StorageError, range_summary
+from coinsum_pipeline.storage import StorageError, range_summary, snapshot_path
 
 
 def _day(text: str) -> date:
@@ -43,9 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     sql = commands.add_parser(
         "sql",
-        help="run a SQL query on the DuckDB file (read-only) and print the result",
-        description="Open COINSUM_DB read-only, run QUERY, print the rows. Tables: coin_prices, "
-        "coin_sum, missing_values (see README).",
+        help="run a SQL query on the readers' snapshot of the DuckDB file and print the result",
+        description="Run QUERY on the readers' snapshot of COINSUM_DB (*.read.duckdb, refreshed "
+        "after every write) and print the rows. Tables: coin_prices, coin_sum, missing_values.",
     )
     sql.add_argument("query")
     commands.add_parser(
@@ -100,13 +100,13 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
 
 
 def _summary(first: date, last: date) -> dict:
-    with duckdb.connect(value("COINSUM_DB"), read_only=True) as conn:
+    with duckdb.connect(str(snapshot_path(value("COINSUM_DB"))), read_only=True) as conn:
         return range_summary(conn, day_start(first), day_start(last).replace(hour=23, minute=30))
 
 
 def _sql(query: str) -> int:
     try:
-        with duckdb.connect(value("COINSUM_DB"), read_only=True) as conn:
+        with duckdb.connect(str(snapshot_path(value("COINSUM_DB"))), read_only=True) as conn:
             frame = conn.execute(query).fetchdf()
     except duckdb.Error as exc:
         print(f"coinsum sql: {exc}", file=sys.stderr)

@@ -7,13 +7,13 @@ Dagster ``EnvVar``s, read when each run starts; unset ones take the defaults in 
 from __future__ import annotations
 
 from dagster import Definitions
-from dagster_duckdb import DuckDBResource
 
 from coinsum_pipeline.assets import basket_slots
 from coinsum_pipeline.basket import BasketResource
 from coinsum_pipeline.okx import OKXResource
 from coinsum_pipeline.schedules import live_slots, slots_job
 from coinsum_pipeline.settings import setting
+from coinsum_pipeline.storage import CoinsumDatabase
 
 defs = Definitions(
     assets=[basket_slots],
@@ -21,7 +21,7 @@ defs = Definitions(
     schedules=[live_slots],
     resources={
         "okx": OKXResource(base_url=setting("OKX_BASE_URL")),
-        "duckdb": DuckDBResource(
+        "duckdb": CoinsumDatabase(
             database=setting("COINSUM_DB"),
             # A Python variable named like a missing table must never be read as that table.
             connection_config={"python_enable_replacements": False},

@@ -1,7 +1,10 @@
 """The DuckDB tables users query, and the one way rows get into them.
 
 A run replaces exactly the slots it covers in all three tables inside one transaction, so a
-re-run never duplicates a row and a reader never sees a half-written slot.
+re-run never duplicates a row and a reader never sees a half-written slot. After each write the
+file is copied, whole and atomically, to a read-only snapshot beside it (``*.read.duckdb``):
+DuckDB lets one process at a time hold a file, so users' SQL sessions open the snapshot and can
+keep it open for hours without ever blocking a run.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+from dagster_duckdb import DuckDBResource
 
 from coinsum_pipeline.compute import SlotTables
 
@@ -146,3 +151,73 @@ def range_summary(conn: duckdb.DuckDBPyConnection, first: datetime, last: dateti
         "missing": sum(reasons.values()),
         "missing_by_reason": reasons,
     }
+
+
+def snapshot_path(database: str | Path) -> Path:
+    """The readers' copy of ``database``: ``coinsum.duckdb`` -> ``coinsum.read.duckdb``."""
+    path = Path(database)
+    return path.with_name(f"{path.stem}.read{path.suffix or '.duckdb'}")
+
+
+def publish_snapshot(database: str | Path) -> Path:
+    """Copy the (checkpointed, closed) database to its snapshot path in one atomic rename.
+
+    A reader holding the old snapshot keeps reading the old file; the next one to open the
+    path gets the new one. Neither waits for the other.
+    """
+    target = snapshot_path(database)
+    staging = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    shutil.copyfile(database, staging)
+    os.replace(staging, target)
+    return target
+
+
+def connect_waiting(
+    database: str, config: dict, log: logging.Logger, wait_seconds: float
+) -> duckdb.DuckDBPyConnection:
+    """Open ``database`` for writing, waiting while another process holds it.
+
+    Our own writers queue on ``writer_lock``; this is for anyone else, such as a user's SQL
+    session on the main file. DuckDB's error names the holder, so the log does too.
+    """
+    deadline = time.monotonic() + wait_seconds
+    announced = False
+    while True:
+        try:
+            return duckdb.connect(database, read_only=False, config=config)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise StorageError(f"cannot open the DuckDB file {database}: {exc}") from exc
+            if time.monotonic() >= deadline:
+                raise StorageError(
+                    f"{database} stayed held by another process for {wait_seconds:.0f} s, so "
+                    f"this run wrote nothing ({exc}). Close that session: for SQL, open "
+                    f"{snapshot_path(database)} instead, which coinsum keeps for readers."
+                ) from exc
+            if not announced:
+                log.warning("waiting for %s, held by another process: %s", database, exc)
+                announced = True
+            time.sleep(0.5)
+
+
+class CoinsumDatabase(DuckDBResource):
+    """The DuckDB file (``COINSUM_DB``) and the one safe way to write it.
+
+    ``write()`` queues behind other coinsum writers, waits for an outside holder (up to
+    ``wait_seconds``, then fails saying who), creates the tables, and publishes the readers'
+    snapshot once the write is committed and checkpointed.
+    """
+
+    wait_seconds: float = 120.0
+
+    @contextmanager
+    def write(self, log: logging.Logger) -> Iterator[duckdb.DuckDBPyConnection]:
+        with writer_lock(self.database, log):
+            conn = connect_waiting(self.database, self.connection_config, log, self.wait_seconds)
+            try:
+                ensure_schema(conn)
+                yield conn
+                conn.execute("CHECKPOINT")
+            finally:
+                conn.close()
+            publish_snapshot(self.database)
