@@ -12,6 +12,7 @@ from coinsum_pipeline.assets import basket_slots
 from coinsum_pipeline.basket import BasketResource
 from coinsum_pipeline.okx import OKXResource
 from coinsum_pipeline.schedules import live_slots, slots_job
+from coinsum_pipeline.sensors import gap_repair
 from coinsum_pipeline.settings import setting
 from coinsum_pipeline.storage import CoinsumDatabase
 
@@ -19,6 +20,7 @@ defs = Definitions(
     assets=[basket_slots],
     jobs=[slots_job],
     schedules=[live_slots],
+    sensors=[gap_repair],
     resources={
         "okx": OKXResource(base_url=setting("OKX_BASE_URL")),
         "duckdb": CoinsumDatabase(

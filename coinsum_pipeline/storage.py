@@ -221,3 +221,20 @@ class CoinsumDatabase(DuckDBResource):
             finally:
                 conn.close()
             publish_snapshot(self.database)
+
+
+REPAIRABLE = ("fetch_failed", "no_candle")
+
+
+def repairable_gaps(conn: duckdb.DuckDBPyConnection, since: datetime) -> list[tuple[datetime, str]]:
+    """Slots from ``since`` on whose missing values a later fetch may fill, newest first, each
+    with its coins and reasons (``ETH no_candle, SOL fetch_failed``)."""
+    return conn.execute(
+        """
+        SELECT slot_start, string_agg(coin || ' ' || reason, ', ' ORDER BY coin)
+        FROM missing_values
+        WHERE reason IN ? AND slot_start >= ?
+        GROUP BY slot_start ORDER BY slot_start DESC
+        """,
+        [list(REPAIRABLE), since.replace(tzinfo=None)],
+    ).fetchall()
