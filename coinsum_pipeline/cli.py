@@ -13,6 +13,7 @@ from pathlib import Path
 import duckdb
 
 from coinsum_pipeline.basket import BasketError, parse_basket
+from coinsum_pipeline.okx import OKXClient, OKXError, OKXUnavailable
 from coinsum_pipeline.partitions import DateError, day_start, parse_day
 from coinsum_pipeline.settings import PROJECT_ROOT, dagster_home, value
 from coinsum_pipeline.storage import StorageError, range_summary, snapshot_path
@@ -66,7 +67,8 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
     total = sum(len(run) for run in plan(first, last, now))
     home = dagster_home()
     print(f"coinsum backfill {first} .. {last}: {total} slots, Dagster instance {home}")
-    print(f"OKX {value('OKX_BASE_URL')}  ->  {value('COINSUM_DB')}")
+    print(f"OKX {value('OKX_BASE_URL')}  ->  {value('COINSUM_DB')}", flush=True)
+    _check_okx(value("OKX_BASE_URL"))
     done, failed, started = 0, [], time.monotonic()
     with DagsterInstance.get() as instance:
         for outcome in backfill(first, last, now, instance, step_retries):
@@ -99,6 +101,20 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
     return 0
 
 
+def _check_okx(base_url: str) -> None:
+    """One request before any run, so a wrong host is one clear error, not a failed run per
+    range after minutes of retries."""
+    client = OKXClient(base_url)
+    try:
+        client.swap_instruments()
+    except OKXUnavailable as exc:
+        raise OKXUnavailable(
+            f"cannot reach OKX at {base_url}: {exc}. Check OKX_BASE_URL and this machine's network."
+        ) from exc
+    finally:
+        client.close()
+
+
 def _summary(first: date, last: date) -> dict:
     with duckdb.connect(str(snapshot_path(value("COINSUM_DB"))), read_only=True) as conn:
         return range_summary(conn, day_start(first), day_start(last).replace(hour=23, minute=30))
@@ -128,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "sql":
             return _sql(args.query)
         return _backfill(args.first, args.last, step_retries=not args.fail_fast)
-    except (DateError, BasketError, StorageError) as exc:
+    except (DateError, BasketError, StorageError, OKXError) as exc:
         print(f"coinsum: {exc}", file=sys.stderr)
         return 2
 

@@ -112,6 +112,11 @@ class OKXClient:
         backoff_max: float = 20.0,
         rate_limits: Mapping[str, tuple[int, float]] = RATE_LIMITS,
     ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise OKXError(
+                f"OKX_BASE_URL {base_url!r} is not an http(s) URL: use https://www.okx.com, a "
+                "regional OKX host, or http://127.0.0.1:PORT for the local stand-in."
+            )
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._retry = Retry(

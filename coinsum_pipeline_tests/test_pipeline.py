@@ -201,6 +201,20 @@ def test_malformed_basket_is_refused_before_any_request(
     assert pipeline.okx.request_count() == 0
 
 
+def test_unreachable_or_malformed_okx_url_is_one_clear_error(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COINSUM_DB", str(tmp_path / "c.duckdb"))
+    args = ["backfill", "--from", "2026-01-05", "--to", "2026-01-05"]
+    assert main(args) == 2  # OKX_BASE_URL is a closed port in tests
+    assert "cannot reach OKX at http://127.0.0.1:9" in capsys.readouterr().err
+    monkeypatch.setenv("OKX_BASE_URL", "www.okx.com")
+    assert main(args) == 2
+    assert "OKX_BASE_URL 'www.okx.com' is not an http(s) URL" in capsys.readouterr().err
+    assert not (tmp_path / "c.duckdb").exists(), "nothing was run"
+
+
 def test_day_boundaries_are_beijing_midnight() -> None:
     assert day_start(date(2026, 1, 5)).isoformat() == "2026-01-05T00:00:00+08:00"
     assert midnight_ms(date(2026, 1, 5)) == 1767542400000  # 2026-01-04 16:00 UTC
