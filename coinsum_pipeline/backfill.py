@@ -7,11 +7,13 @@ gives UI backfills, so each run costs one candle page per coin.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from dagster import DagsterInstance
+from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -31,6 +33,9 @@ from coinsum_pipeline.partitions import (
 from coinsum_pipeline.schedules import slots_job
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+LAUNCHED_BY_TAG = "coinsum/launched_by"
+PID_TAG = "coinsum/pid"
+UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
 
 @dataclass(frozen=True)
@@ -72,7 +77,8 @@ def run_slots(
         tags={
             ASSET_PARTITION_RANGE_START_TAG: first,
             ASSET_PARTITION_RANGE_END_TAG: last,
-            "coinsum/launched_by": "coinsum backfill",
+            LAUNCHED_BY_TAG: "coinsum backfill",
+            PID_TAG: f"{socket.gethostname()}:{os.getpid()}",
             **({} if step_retries else {FAIL_FAST_TAG: "true"}),
         },
     )
@@ -85,6 +91,37 @@ def run_slots(
     return RunOutcome(first, last, len(slots), result.run_id, result.success, "; ".join(errors))
 
 
+def close_dead_runs(instance: DagsterInstance) -> list[str]:
+    """Mark failed the runs a killed ``coinsum backfill`` left as started.
+
+    An in-process run has no daemon watching it: if its process is killed, the UI would show
+    it running forever. Their slots are safe either way (each write is one transaction); this
+    only makes the record true.
+    """
+    closed = []
+    for record in instance.get_run_records(
+        RunsFilter(statuses=UNFINISHED, tags={LAUNCHED_BY_TAG: "coinsum backfill"})
+    ):
+        host, _, pid = record.dagster_run.tags.get(PID_TAG, "").partition(":")
+        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+            instance.report_run_failed(
+                record.dagster_run,
+                message=f"the coinsum backfill process {pid} ended without finishing this run",
+            )
+            closed.append(record.dagster_run.run_id)
+    return closed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def backfill(
     first: date,
     last: date,
@@ -93,5 +130,6 @@ def backfill(
     step_retries: bool = True,
 ) -> Iterator[RunOutcome]:
     """Run every slot of the range, yielding each run's outcome as it finishes."""
+    close_dead_runs(instance)
     for slots in plan(first, last, now):
         yield run_slots(slots, instance, step_retries)
