@@ -18,6 +18,7 @@ from dagster import (
     Jitter,
     MaterializeResult,
     MetadataValue,
+    PreviewWarning,
     RetryPolicy,
     asset,
 )
@@ -29,8 +30,10 @@ from coinsum_pipeline.okx import OKXResource
 from coinsum_pipeline.partitions import slot_partitions, slots_in
 from coinsum_pipeline.storage import CoinsumDatabase, replace_slots
 
-# Backfill policies are how Dagster runs a range as one run; their "beta" notice is noise to users.
+# Backfill policies (how Dagster runs a range as one run) and partitioned asset checks (checks
+# shown per slot) are labelled beta/preview in Dagster 1.13; the notices are noise to users.
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
+warnings.filterwarnings("ignore", message="Specifying a partitions_def", category=PreviewWarning)
 
 SLOT_PARTITIONS = slot_partitions()
 # 288 slots = 6 days: one 300-row candle page per coin per run, the fewest requests possible.

@@ -17,6 +17,7 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
+    PARTITION_NAME_TAG,
 )
 
 from coinsum_pipeline.assets import FAIL_FAST_TAG, SLOTS_PER_RUN
@@ -75,8 +76,13 @@ def run_slots(
         run_config=QUIET_LOGS,
         raise_on_error=False,
         tags={
-            ASSET_PARTITION_RANGE_START_TAG: first,
-            ASSET_PARTITION_RANGE_END_TAG: last,
+            # One slot runs as that partition (as the schedule's runs do), so its checks record
+            # their result on it; more run as a range.
+            **(
+                {PARTITION_NAME_TAG: first}
+                if first == last
+                else {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
+            ),
             LAUNCHED_BY_TAG: "coinsum backfill",
             PID_TAG: f"{socket.gethostname()}:{os.getpid()}",
             **({} if step_retries else {FAIL_FAST_TAG: "true"}),

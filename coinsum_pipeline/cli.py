@@ -93,8 +93,9 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
     )
     if failed:
         print(
-            f"{len(failed)} run(s) failed; their slots are in missing_values as fetch_failed. "
-            "Run the same command again (or re-execute the runs in the UI) to fill them.",
+            f"{len(failed)} run(s) failed (errors above). Slots OKX could not give are in "
+            "missing_values as fetch_failed: run the same command again, or re-execute the runs "
+            "in the UI, to fill them. A failed check is shown on its slots in the UI.",
             file=sys.stderr,
         )
         return 1
@@ -104,7 +105,7 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
 def _check_okx(base_url: str) -> None:
     """One request before any run, so a wrong host is one clear error, not a failed run per
     range after minutes of retries."""
-    client = OKXClient(base_url)
+    client = OKXClient(base_url, timeout=float(value("OKX_TIMEOUT_SECONDS")), attempts=3)
     try:
         client.swap_instruments()
     except OKXUnavailable as exc:

@@ -10,19 +10,30 @@ from dagster import Definitions
 
 from coinsum_pipeline.assets import basket_slots
 from coinsum_pipeline.basket import BasketResource
+from coinsum_pipeline.checks import (
+    base_matches_okx,
+    freshness_job,
+    freshness_schedule,
+    newest_slot_fresh,
+    no_extreme_moves,
+    slot_completeness,
+)
 from coinsum_pipeline.okx import OKXResource
 from coinsum_pipeline.schedules import live_slots, slots_job
 from coinsum_pipeline.sensors import gap_repair
-from coinsum_pipeline.settings import setting
+from coinsum_pipeline.settings import int_setting, setting
 from coinsum_pipeline.storage import CoinsumDatabase
 
 defs = Definitions(
     assets=[basket_slots],
-    jobs=[slots_job],
-    schedules=[live_slots],
+    asset_checks=[slot_completeness, base_matches_okx, no_extreme_moves, newest_slot_fresh],
+    jobs=[slots_job, freshness_job],
+    schedules=[live_slots, freshness_schedule],
     sensors=[gap_repair],
     resources={
-        "okx": OKXResource(base_url=setting("OKX_BASE_URL")),
+        "okx": OKXResource(
+            base_url=setting("OKX_BASE_URL"), timeout_seconds=int_setting("OKX_TIMEOUT_SECONDS")
+        ),
         "duckdb": CoinsumDatabase(
             database=setting("COINSUM_DB"),
             # A Python variable named like a missing table must never be read as that table.

@@ -9,17 +9,19 @@ rate limiters keep the concurrency within OKX's budget.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 from coinsum_pipeline.basket import swap_inst_id
-from coinsum_pipeline.okx import Candle, Instrument, OKXClient, OKXError, UnknownInstrument
+from coinsum_pipeline.okx import Candle, OKXClient, OKXError, UnknownInstrument
 from coinsum_pipeline.partitions import SLOT_MS, day_start, epoch_ms
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 FETCH_FAILED = "fetch_failed"
 UNKNOWN = "unknown_instrument"
 
@@ -40,7 +42,8 @@ def fetch_basket(
     """Candles for every coin of the basket covering ``slots`` and their days' 00:00 bases."""
     first_ms = epoch_ms(day_start(slots[0].date()))
     last_ms = epoch_ms(slots[-1])
-    listed = _listed_swaps(client)
+    # None when OKX cannot list its swaps: then 51001 on the candles call tells unknown symbols.
+    listed = _optional(client.swap_instruments, "the list of swaps (listing times)")
 
     def one(coin: str) -> CoinFetch:
         inst_id = swap_inst_id(coin)
@@ -63,10 +66,10 @@ def fetch_basket(
         return dict(zip(coins, pool.map(one, coins), strict=True))
 
 
-def _listed_swaps(client: OKXClient) -> dict[str, Instrument] | None:
-    """The live swaps, or None when OKX cannot say: then 51001 on the candles call decides."""
+def _optional(fetch: Callable[[], T], what: str) -> T | None:
+    """Data that improves a run but must not fail it: None, with a warning, if OKX won't give it."""
     try:
-        return client.swap_instruments()
+        return fetch()
     except OKXError as exc:
-        log.warning("could not list OKX swaps (%s); listing times are unknown for this run", exc)
+        log.warning("could not fetch %s from OKX (%s); going on without it", what, exc)
         return None

@@ -24,14 +24,14 @@ from coinsum_pipeline.ratelimit import shared_limiter
 CANDLES = "/api/v5/market/candles"
 HISTORY_CANDLES = "/api/v5/market/history-candles"
 INSTRUMENTS = "/api/v5/public/instruments"
-TICKER = "/api/v5/market/ticker"
+TICKERS = "/api/v5/market/tickers"
 
 # OKX's published per-IP limits: (requests, seconds).
 RATE_LIMITS: Mapping[str, tuple[int, float]] = {
     CANDLES: (40, 2.0),
     HISTORY_CANDLES: (20, 2.0),
     INSTRUMENTS: (20, 2.0),
-    TICKER: (20, 2.0),
+    TICKERS: (20, 2.0),
 }
 PAGE_LIMIT = 300  # what we ask for; a server may cap lower (history-candles: 100 in older docs)
 CANDLES_REACH = 1440  # `candles` serves only the latest 1,440 bars; older ones need history-candles
@@ -216,6 +216,10 @@ class OKXClient:
             cursor = oldest
         return [rows[ts] for ts in sorted(rows) if first_ms <= ts <= last_ms]
 
+    def sod_utc8(self) -> dict[str, float]:
+        """Each swap's open at 00:00 UTC+8 today (ticker ``sodUtc8``): today's base, per OKX."""
+        return {t["instId"]: float(t["sodUtc8"]) for t in self.get(TICKERS, {"instType": "SWAP"})}
+
     def swap_instruments(self) -> dict[str, Instrument]:
         """All USDT and other swaps OKX lists now, by instId, with their listing time."""
         return {
@@ -236,7 +240,7 @@ class OKXResource(ConfigurableResource):
     """
 
     base_url: str = "https://www.okx.com"
-    timeout_seconds: float = 10.0
+    timeout_seconds: int = 10
     attempts: int = 6
     backoff_factor: float = 0.5
     fetch_threads: int = 8

@@ -17,9 +17,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULTS: dict[str, str] = {
     "OKX_BASE_URL": "https://www.okx.com",
+    "OKX_TIMEOUT_SECONDS": "10",  # per request; a slower answer is retried
     "COINSUM_DB": str(PROJECT_ROOT / "data" / "coinsum.duckdb"),
     "COINSUM_COINS": ",".join(DEFAULT_COINS),
     "COINSUM_START": "2026-01-03",  # first Beijing day with partitions
+    "COINSUM_MAX_MOVE_PCT": "10",  # a 30-minute move beyond this is flagged by a check
 }
 
 
@@ -32,6 +34,12 @@ def setting(name: str) -> EnvVar:
     if not os.environ.get(name):
         os.environ[name] = DEFAULTS[name]
     return EnvVar(name)
+
+
+def int_setting(name: str) -> EnvVar:
+    """``setting`` for a whole-number variable."""
+    setting(name)
+    return EnvVar.int(name)
 
 
 def value(name: str) -> str:

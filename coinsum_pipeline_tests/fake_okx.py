@@ -36,7 +36,7 @@ from coinsum_pipeline.basket import DEFAULT_COINS, swap_inst_id
 CANDLES = "/api/v5/market/candles"
 HISTORY_CANDLES = "/api/v5/market/history-candles"
 INSTRUMENTS = "/api/v5/public/instruments"
-TICKER = "/api/v5/market/ticker"
+TICKERS = "/api/v5/market/tickers"
 
 MINUTE_MS = 60_000
 BAR_MS = {"30m": 30 * MINUTE_MS, "1D": 24 * 60 * MINUTE_MS}
@@ -47,7 +47,7 @@ OKX_RATE_LIMITS = {
     CANDLES: (40, 2.0),
     HISTORY_CANDLES: (20, 2.0),
     INSTRUMENTS: (20, 2.0),
-    TICKER: (20, 2.0),
+    TICKERS: (20, 2.0),
 }
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "okx-real"
 
@@ -96,6 +96,11 @@ def _aligned(ts: int, bar: str) -> bool:
     return (ts + offset) % BAR_MS[bar] == 0
 
 
+def _scaled(price: str, factor: float) -> str:
+    decimals = len(price.partition(".")[2])
+    return f"{float(price) * factor:.{decimals}f}"
+
+
 def _floor_bar(ts: int, bar: str) -> int:
     offset = BEIJING_OFFSET_MS if bar == "1D" else 0
     return (ts + offset) // BAR_MS[bar] * BAR_MS[bar] - offset
@@ -112,6 +117,8 @@ class FakeOKX:
     page_caps: dict[str, int] = field(default_factory=lambda: {CANDLES: 300, HISTORY_CANDLES: 300})
     rate_limits: dict[str, tuple[int, float]] = field(default_factory=lambda: dict(OKX_RATE_LIMITS))
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    # instId -> factor on its 1D opens (and sodUtc8): an OKX whose daily series disagrees
+    daily_skew: dict[str, float] = field(default_factory=dict)
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = RETRYABLE_FAULTS
     slow_seconds: float = 1.5
@@ -177,7 +184,27 @@ class FakeOKX:
         else:
             lower = max(lower, _floor_bar(self.instruments[inst_id], bar))
             rows = self._synthetic_rows(inst_id, bar, lower, upper, now)
-        return [row for _, row in zip(range(limit), rows, strict=False)]
+        page = [row for _, row in zip(range(limit), rows, strict=False)]
+        if bar == "1D" and inst_id in self.daily_skew:
+            page = [[r[0], _scaled(r[1], self.daily_skew[inst_id]), *r[2:]] for r in page]
+        return page
+
+    def ticker_rows(self) -> list[dict[str, str]]:
+        """/market/tickers: ``sodUtc8`` is today's open at 00:00 UTC+8, the day's 1D open."""
+        now = self.now()
+        today = str(_floor_bar(now, "1D") + 1)
+        rows = []
+        for inst_id in sorted(self.instruments):
+            last = self.candle_rows(CANDLES, {"instId": inst_id, "bar": "30m", "limit": "1"})
+            day = self.candle_rows(
+                CANDLES, {"instId": inst_id, "bar": "1D", "after": today, "limit": "1"}
+            )
+            if not last or not day:
+                continue
+            rows.append({"instType": "SWAP", "instId": inst_id, "last": last[0][4],
+                         "open24h": day[0][1], "sodUtc8": day[0][1], "sodUtc0": day[0][1],
+                         "ts": str(now)})  # fmt: skip
+        return rows
 
     def _synthetic_rows(
         self, inst_id: str, bar: str, lower: int, upper: int, now: int
@@ -280,6 +307,10 @@ class FakeOKX:
             if params.get("instType") != "SWAP":
                 return 400, "51000", [], "Parameter instType error"
             return 200, "0", self.instrument_rows(params), ""
+        if path == TICKERS:
+            if params.get("instType") != "SWAP":
+                return 400, "51000", [], "Parameter instType error"
+            return 200, "0", self.ticker_rows(), ""
         return 404, None, "<html><body>404 Not Found</body></html>", ""
 
     # ---- server --------------------------------------------------------------------------

@@ -123,8 +123,8 @@ def test_a_storm_of_429s_is_survived(fake_okx: FakeOKX) -> None:
     """A server stricter than OKX's published limit: 429s come, retries absorb them."""
     fake_okx.rate_limits[HISTORY_CANDLES] = (3, 1.0)
     client = fast_client(fake_okx, backoff_factor=0.2, attempts=10)
-    with ThreadPoolExecutor(6) as pool:
-        got = list(pool.map(lambda _: client.candles(BTC, "30m", FIRST, LAST), range(6)))
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(lambda _: client.candles(BTC, "30m", FIRST, LAST), range(4)))
     assert all(len(candles) == 672 for candles in got)
     assert fake_okx.rate_limited > 0
 

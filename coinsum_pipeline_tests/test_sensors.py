@@ -27,8 +27,7 @@ def test_requests_exactly_the_gappy_slots_and_stops_once_filled(pipeline: Pipeli
     slots = [newest - SLOT * n for n in range(8, 0, -1)]  # the last four hours
     late = [slots[2], slots[5]]
     pipeline.okx.gaps["ETH-USDT-SWAP"] = [(epoch_ms(s), epoch_ms(s)) for s in late]
-    for slot in slots:
-        assert run_slots([slot], pipeline.instance).success
+    assert run_slots(slots, pipeline.instance).success
     pipeline.okx.fail_next("51000", path=CANDLES)  # recent slots are paged from `candles`
     assert not run_slots([slots[6]], pipeline.instance, step_retries=False).success
 

@@ -1,0 +1,319 @@
+"""Data-quality checks on the stored slots, shown per partition in the Dagster UI.
+
+Each check reads what was stored (the readers' snapshot), so it judges the data users query,
+not the run's memory of it. A run of one slot (live, gap repair, on demand) records that slot's
+result; a ranged run (backfill) records a result on each slot that fails, and a summary of the
+range.
+
+- ``slot_completeness`` (warning): every coin of the basket reported, or which did not and why.
+- ``base_matches_okx`` (error, blocking): each stored 00:00 base equals OKX's own 1D open for
+  that Beijing day, and the tickers' ``sodUtc8`` on the current day.
+- ``no_extreme_moves`` (warning): no coin moved more than ``COINSUM_MAX_MOVE_PCT`` in 30 minutes;
+  a big move is flagged, never dropped.
+- ``newest_slot_fresh`` (warning): while live collection is on, the newest stored slot is at most
+  45 minutes old.
+"""
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+import duckdb
+from dagster import (
+    AssetCheckEvaluation,
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetSelection,
+    DefaultScheduleStatus,
+    MetadataValue,
+    ScheduleDefinition,
+    asset_check,
+    define_asset_job,
+)
+
+from coinsum_pipeline.assets import SLOT_PARTITIONS, basket_slots
+from coinsum_pipeline.basket import BasketResource, swap_inst_id
+from coinsum_pipeline.okx import OKXError, OKXResource
+from coinsum_pipeline.partitions import (
+    BEIJING,
+    SLOT,
+    day_start,
+    epoch_ms,
+    slot_key,
+    slot_of_key,
+    slots_in,
+)
+from coinsum_pipeline.schedules import live_slots
+from coinsum_pipeline.settings import value
+from coinsum_pipeline.storage import CoinsumDatabase, snapshot_path
+
+FRESHNESS_LIMIT = timedelta(minutes=45)
+WARN = AssetCheckSeverity.WARN
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    description: str
+    metadata: dict = field(default_factory=dict)
+
+
+@dataclass
+class StoredSlot:
+    """What is stored for one slot, plus what the checks compare it with."""
+
+    slot: datetime
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # coin: (base, price)
+    missing: dict[str, str] = field(default_factory=dict)  # coin: reason
+    previous: dict[str, float] = field(default_factory=dict)  # coin: price 30 minutes earlier
+
+
+def load_slots(conn: duckdb.DuckDBPyConnection, slots: Sequence[datetime]) -> list[StoredSlot]:
+    """The stored rows of ``slots`` (and the prices of the slot before the first)."""
+    first, last = slots[0].replace(tzinfo=None), slots[-1].replace(tzinfo=None)
+    stored = {s.replace(tzinfo=None): StoredSlot(s) for s in slots}
+    for slot_start, coin, base, price in conn.execute(
+        "SELECT slot_start, coin, base_price, price FROM coin_prices "
+        "WHERE slot_start BETWEEN ? AND ?",
+        [first - SLOT, last],
+    ).fetchall():
+        if slot_start in stored:
+            stored[slot_start].prices[coin] = (base, price)
+        if slot_start + SLOT in stored:
+            stored[slot_start + SLOT].previous[coin] = price
+    for slot_start, coin, reason in conn.execute(
+        "SELECT slot_start, coin, reason FROM missing_values WHERE slot_start BETWEEN ? AND ?",
+        [first, last],
+    ).fetchall():
+        stored[slot_start].missing[coin] = reason
+    return list(stored.values())
+
+
+def completeness(slot: StoredSlot, basket: Sequence[str]) -> Verdict:
+    absent = {c: slot.missing.get(c, "not stored") for c in basket if c not in slot.prices}
+    reported = len(basket) - len(absent)
+    if not absent:
+        return Verdict(True, f"all {reported} coins reported", {"coins_reported": reported})
+    named = ", ".join(f"{c} ({why})" for c, why in sorted(absent.items()))
+    return Verdict(
+        False,
+        f"{reported} of {len(basket)} coins reported; missing {named}",
+        {"coins_reported": reported, "missing": MetadataValue.json(absent)},
+    )
+
+
+def base_matches(
+    slot: StoredSlot, daily_open: dict[str, float], sod_utc8: dict[str, float]
+) -> Verdict:
+    """``daily_open``/``sod_utc8`` hold OKX's figures for the slot's day, by coin."""
+    wrong, unverified = {}, []
+    for coin, (base, _) in sorted(slot.prices.items()):
+        okx = daily_open.get(coin)
+        if okx is None:
+            unverified.append(coin)
+        elif okx != base:
+            wrong[coin] = f"stored {base}, OKX 1D open {okx}"
+        if coin in sod_utc8 and sod_utc8[coin] != base:
+            wrong[coin] = f"stored {base}, OKX sodUtc8 {sod_utc8[coin]}"
+    meta = {"checked": len(slot.prices) - len(unverified), "unverified": ", ".join(unverified)}
+    if wrong:
+        listed = "; ".join(f"{c}: {why}" for c, why in wrong.items())
+        return Verdict(False, f"base differs from OKX's daily open: {listed}", meta)
+    return Verdict(True, f"{meta['checked']} bases equal OKX's 1D open", meta)
+
+
+def extreme_moves(slot: StoredSlot, limit_pct: float) -> Verdict:
+    moves = {
+        coin: (price / slot.previous[coin] - 1) * 100
+        for coin, (_, price) in slot.prices.items()
+        if coin in slot.previous
+    }
+    big = {c: m for c, m in moves.items() if abs(m) > limit_pct}
+    largest = max(moves, key=lambda c: abs(moves[c]), default=None)
+    meta = {"limit_pct": limit_pct}
+    if largest is not None:
+        meta["largest_move"] = f"{largest} {moves[largest]:+.2f}%"
+    if big:
+        named = ", ".join(f"{c} {m:+.2f}%" for c, m in sorted(big.items()))
+        return Verdict(False, f"30-minute move beyond {limit_pct}%: {named}", meta)
+    return Verdict(True, f"no 30-minute move beyond {limit_pct}%", meta)
+
+
+def _okx_daily(
+    okx: OKXResource, coins: Sequence[str], days: Sequence[date]
+) -> dict[date, dict[str, float]]:
+    """OKX's 1D opens for ``days`` by day and coin; a coin OKX won't give stays unverified."""
+    first, last = epoch_ms(day_start(days[0])), epoch_ms(day_start(days[-1]))
+    opens: dict[date, dict[str, float]] = defaultdict(dict)
+    for coin in coins:
+        try:
+            candles = okx.client.candles(swap_inst_id(coin), "1D", first, last)
+        except OKXError:
+            continue
+        for candle in candles:
+            opens[datetime.fromtimestamp(candle.ts / 1000, BEIJING).date()][coin] = candle.open
+    return opens
+
+
+def _sod_utc8(okx: OKXResource, coins: Sequence[str]) -> dict[str, float]:
+    try:
+        sod = okx.client.sod_utc8()
+    except OKXError:
+        return {}
+    return {c: sod[swap_inst_id(c)] for c in coins if swap_inst_id(c) in sod}
+
+
+def _evaluate(
+    context: AssetCheckExecutionContext,
+    database: CoinsumDatabase,
+    severity: AssetCheckSeverity,
+    judge: Callable[[list[StoredSlot]], Iterator[Verdict]],
+) -> AssetCheckResult:
+    """Judge every slot of the run's range from the stored rows; log one evaluation per slot."""
+    window = context.partition_time_window
+    slots = list(slots_in(window.start, window.end))
+    with duckdb.connect(str(snapshot_path(database.database)), read_only=True) as conn:
+        stored = load_slots(conn, slots)
+    verdicts = list(judge(stored))
+    check = context.check_specs[0]
+    if len(slots) == 1:
+        only = verdicts[0]
+        return AssetCheckResult(
+            passed=only.passed,
+            severity=severity,
+            description=only.description,
+            metadata=only.metadata,
+        )
+    # Dagster stores each evaluation as an event (~25 ms): a passing result on every slot of a
+    # 14-day backfill would double its time, so a ranged run records the failing slots.
+    for slot, verdict in zip(slots, verdicts, strict=True):
+        if verdict.passed:
+            continue
+        context.op_execution_context.log_event(
+            AssetCheckEvaluation(
+                asset_key=check.asset_key,
+                check_name=check.name,
+                passed=verdict.passed,
+                severity=severity,
+                description=verdict.description,
+                metadata=verdict.metadata,
+                partition=slot_key(slot),
+            )
+        )
+    failed = [slot_key(s) for s, v in zip(slots, verdicts, strict=True) if not v.passed]
+    return AssetCheckResult(
+        passed=not failed,
+        severity=severity,
+        description=(
+            f"{len(slots) - len(failed)} of {len(slots)} slots pass; each failing slot has its "
+            "own result"
+        ),
+        metadata={"failed_slots": MetadataValue.json(failed[:100]), "slots": len(slots)},
+    )
+
+
+@asset_check(
+    asset=basket_slots,
+    partitions_def=SLOT_PARTITIONS,
+    description="Every coin of the basket has a value; warns naming the missing coins and why.",
+)
+def slot_completeness(
+    context: AssetCheckExecutionContext, duckdb: CoinsumDatabase, basket: BasketResource
+) -> AssetCheckResult:
+    coins = basket.symbols()
+    return _evaluate(context, duckdb, WARN, lambda stored: (completeness(s, coins) for s in stored))
+
+
+@asset_check(
+    asset=basket_slots,
+    partitions_def=SLOT_PARTITIONS,
+    blocking=True,
+    description=(
+        "Each stored base (the 00:00 30m open) equals OKX's own 1D open for that Beijing day, "
+        "and the tickers' sodUtc8 on the current day. An error when not."
+    ),
+)
+def base_matches_okx(
+    context: AssetCheckExecutionContext,
+    duckdb: CoinsumDatabase,
+    basket: BasketResource,
+    okx: OKXResource,
+) -> AssetCheckResult:
+    coins = basket.symbols()
+
+    def judge(stored: list[StoredSlot]) -> Iterator[Verdict]:
+        days = sorted({s.slot.date() for s in stored})
+        daily = _okx_daily(okx, coins, days)
+        today = datetime.now(BEIJING).date()
+        sod = _sod_utc8(okx, coins) if today in days else {}
+        for s in stored:
+            yield base_matches(
+                s, daily.get(s.slot.date(), {}), sod if s.slot.date() == today else {}
+            )
+
+    return _evaluate(context, duckdb, AssetCheckSeverity.ERROR, judge)
+
+
+@asset_check(
+    asset=basket_slots,
+    partitions_def=SLOT_PARTITIONS,
+    description=(
+        "No coin moved more than COINSUM_MAX_MOVE_PCT (default 10) percent in 30 minutes; a big "
+        "move "
+        "is flagged as a warning naming the coin and its size, never dropped."
+    ),
+)
+def no_extreme_moves(
+    context: AssetCheckExecutionContext, duckdb: CoinsumDatabase
+) -> AssetCheckResult:
+    limit = float(value("COINSUM_MAX_MOVE_PCT"))
+    return _evaluate(
+        context, duckdb, WARN, lambda stored: (extreme_moves(s, limit) for s in stored)
+    )
+
+
+def live_collection_on(context: AssetCheckExecutionContext) -> bool:
+    """The live schedule's state in this instance, or its declared default if never toggled."""
+    for state in context.instance.all_instigator_state():
+        if state.instigator_name == live_slots.name:
+            return state.is_running
+    return live_slots.default_status == DefaultScheduleStatus.RUNNING
+
+
+@asset_check(
+    asset=basket_slots,
+    description="While live collection is on, the newest stored slot is at most 45 minutes old.",
+)
+def newest_slot_fresh(context: AssetCheckExecutionContext) -> AssetCheckResult:
+    if not live_collection_on(context):
+        return AssetCheckResult(passed=True, description="live collection is off: not checked")
+    keys = context.instance.get_materialized_partitions(basket_slots.key)
+    if not keys:
+        return AssetCheckResult(passed=False, description="no slot has been collected yet")
+    newest = max(keys)
+    age = datetime.now(BEIJING) - slot_of_key(newest)
+    minutes = age.total_seconds() / 60
+    return AssetCheckResult(
+        passed=age <= FRESHNESS_LIMIT,
+        severity=WARN,
+        description=f"newest slot {newest} is {minutes:.0f} minutes old",
+        metadata={"newest_slot": newest, "age_minutes": round(minutes, 1)},
+    )
+
+
+freshness_job = define_asset_job(
+    "check_freshness",
+    selection=AssetSelection.checks(newest_slot_fresh),
+    description="Only the freshness check: is the newest slot at most 45 minutes old?",
+)
+
+freshness_schedule = ScheduleDefinition(
+    name="freshness",
+    job=freshness_job,
+    cron_schedule="*/15 * * * *",
+    execution_timezone="Asia/Shanghai",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Runs newest_slot_fresh every 15 minutes, so a stalled live feed shows up.",
+)
