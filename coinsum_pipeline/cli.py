@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -116,19 +117,28 @@ def _check_okx(base_url: str) -> None:
         client.close()
 
 
+def _snapshot() -> duckdb.DuckDBPyConnection:
+    """The readers' snapshot, read-only: never blocks a run, never blocked by one."""
+    path = snapshot_path(value("COINSUM_DB"))
+    if not path.exists():
+        raise StorageError(f"no data yet: {path} does not exist. Run `coinsum backfill` first.")
+    return duckdb.connect(str(path), read_only=True)
+
+
 def _summary(first: date, last: date) -> dict:
-    with duckdb.connect(str(snapshot_path(value("COINSUM_DB"))), read_only=True) as conn:
+    with _snapshot() as conn:
         return range_summary(conn, day_start(first), day_start(last).replace(hour=23, minute=30))
 
 
 def _sql(query: str) -> int:
     try:
-        with duckdb.connect(str(snapshot_path(value("COINSUM_DB"))), read_only=True) as conn:
+        with _snapshot() as conn:
             frame = conn.execute(query).fetchdf()
     except duckdb.Error as exc:
         print(f"coinsum sql: {exc}", file=sys.stderr)
         return 2
-    print(frame.to_string(index=False, max_rows=200))
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `coinsum sql … | head` ends quietly
+    print(frame.to_string(index=False, max_rows=200) if len(frame) else "(no rows)")
     return 0
 
 

@@ -215,6 +215,18 @@ def test_unreachable_or_malformed_okx_url_is_one_clear_error(
     assert not (tmp_path / "c.duckdb").exists(), "nothing was run"
 
 
+def test_sql_command_reads_the_snapshot(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sql", "SELECT 1"]) == 2
+    assert "no data yet" in capsys.readouterr().err
+    assert run_slots([beijing("2026-01-05 00:30")], pipeline.instance).success
+    assert main(["sql", "SELECT coins_reported, slot_time FROM coin_sum"]) == 0
+    assert capsys.readouterr().out.split() == ["coins_reported", "slot_time", "27", "00:30"]
+    assert main(["sql", "SELECT nope FROM coin_sum"]) == 2
+    assert 'Referenced column "nope" not found' in capsys.readouterr().err
+
+
 def test_day_boundaries_are_beijing_midnight() -> None:
     assert day_start(date(2026, 1, 5)).isoformat() == "2026-01-05T00:00:00+08:00"
     assert midnight_ms(date(2026, 1, 5)) == 1767542400000  # 2026-01-04 16:00 UTC
