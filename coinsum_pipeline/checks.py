@@ -171,7 +171,8 @@ def _evaluate(
     severity: AssetCheckSeverity,
     judge: Callable[[list[StoredSlot]], Iterator[Verdict]],
 ) -> AssetCheckResult:
-    """Judge every slot of the run's range from the stored rows; log one evaluation per slot."""
+    """Judge every slot of the run's range from the stored rows: one slot's result, or a range
+    summary with a result on each failing slot."""
     window = context.partition_time_window
     slots = list(slots_in(window.start, window.end))
     with duckdb.connect(str(snapshot_path(database.database)), read_only=True) as conn:
