@@ -13,11 +13,11 @@ from pathlib import Path
 
 import duckdb
 
-from coinsum_pipeline.basket import BasketError, parse_basket
+from coinsum_pipeline.basket import BasketError, parse_basket, swap_inst_id
 from coinsum_pipeline.okx import OKXClient, OKXError, OKXUnavailable
 from coinsum_pipeline.partitions import DateError, day_start, parse_day
 from coinsum_pipeline.settings import PROJECT_ROOT, dagster_home, value
-from coinsum_pipeline.storage import StorageError, range_summary, snapshot_path
+from coinsum_pipeline.storage import StorageError, range_summary, snapshot_path, writer_lock
 
 
 def _day(text: str) -> date:
@@ -63,13 +63,21 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
 
     from coinsum_pipeline.backfill import backfill, plan
 
-    parse_basket(value("COINSUM_COINS"))  # a typo in the basket stops here, not in every run
+    coins = parse_basket(value("COINSUM_COINS"))  # a typo stops here, not in every run
     now = datetime.now().astimezone()
     total = sum(len(run) for run in plan(first, last, now))
     home = dagster_home()
     print(f"coinsum backfill {first} .. {last}: {total} slots, Dagster instance {home}")
     print(f"OKX {value('OKX_BASE_URL')}  ->  {value('COINSUM_DB')}", flush=True)
-    _check_okx(value("OKX_BASE_URL"))
+    with writer_lock(value("COINSUM_DB")):  # an unwritable path stops here too
+        pass
+    unlisted = [c for c in coins if swap_inst_id(c) not in _okx_swaps(value("OKX_BASE_URL"))]
+    if unlisted:
+        print(
+            f"note: OKX lists no swap for {', '.join(unlisted)}; their slots are stored as "
+            "unknown_instrument in missing_values. Check COINSUM_COINS if that is a typo.",
+            flush=True,
+        )
     done, failed, started = 0, [], time.monotonic()
     with DagsterInstance.get() as instance:
         for outcome in backfill(first, last, now, instance, step_retries):
@@ -103,12 +111,12 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
     return 0
 
 
-def _check_okx(base_url: str) -> None:
+def _okx_swaps(base_url: str) -> set[str]:
     """One request before any run, so a wrong host is one clear error, not a failed run per
-    range after minutes of retries."""
+    range after minutes of retries; returns the swaps OKX lists."""
     client = OKXClient(base_url, timeout=float(value("OKX_TIMEOUT_SECONDS")), attempts=3)
     try:
-        client.swap_instruments()
+        return set(client.swap_instruments())
     except OKXUnavailable as exc:
         raise OKXUnavailable(
             f"cannot reach OKX at {base_url}: {exc}. Check OKX_BASE_URL and this machine's network."

@@ -152,7 +152,9 @@ def test_gaps_are_stored_with_reasons_and_the_cli_reports_failure(
     okx.fail_next("51000", path=HISTORY_CANDLES)  # one coin's fetch fails outright
     code = main(["backfill", "--from", "2026-01-05", "--to", "2026-01-05", "--fail-fast"])
     assert code == 1
-    assert "fetch_failed" in capsys.readouterr().err
+    printed = capsys.readouterr()
+    assert "fetch_failed" in printed.err
+    assert "note: OKX lists no swap for NOPE" in printed.out
     failed = pipeline.query(
         "SELECT coin, count(*) FROM missing_values WHERE reason = 'fetch_failed' GROUP BY 1"
     )
@@ -213,6 +215,15 @@ def test_unreachable_or_malformed_okx_url_is_one_clear_error(
     assert main(args) == 2
     assert "OKX_BASE_URL 'www.okx.com' is not an http(s) URL" in capsys.readouterr().err
     assert not (tmp_path / "c.duckdb").exists(), "nothing was run"
+
+
+def test_unwritable_database_path_is_refused_before_any_run(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COINSUM_DB", "/proc/coinsum/coinsum.duckdb")
+    assert main(["backfill", "--from", "2026-01-05", "--to", "2026-01-05"]) == 2
+    assert "set COINSUM_DB to a path in a writable folder" in capsys.readouterr().err
+    assert pipeline.okx.request_count() == 0
 
 
 def test_sql_command_reads_the_snapshot(
