@@ -79,7 +79,7 @@ def main() -> None:
     with duckdb.connect(os.environ["COINSUM_DB"], read_only=True) as conn:
         stored = range_summary(conn, day_start(first), day_start(last).replace(hour=23, minute=30))
 
-    # The same candles fetched alone, outside Dagster: how much of the wall time is OKX's.
+    # The same slot candles fetched alone, outside Dagster: how much of the wall time is OKX's.
     runs = plan(first, last, now)
     slots = sum(len(run) for run in runs)
     client = OKXClient(os.environ["OKX_BASE_URL"])
@@ -104,8 +104,8 @@ def main() -> None:
         f"({'met' if wall <= 2 * floor + 60 else 'MISSED'})"
     )
     print(
-        f"fetch alone:     {fetch_only:.1f} s; Dagster bookkeeping and DuckDB: "
-        f"{wall - fetch_only:.1f} s"
+        f"fetch alone:     {fetch_only:.1f} s (slot candles); the other {wall - fetch_only:.1f} s: "
+        "Dagster's bookkeeping, the check steps (with their 1D requests), DuckDB"
     )
     print(f"peak memory:     {peak_mb:.0f} MB")
 
