@@ -78,12 +78,13 @@ def test_backfill_killed_halfway_then_run_again_loses_and_duplicates_nothing(
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
+        start_new_session=True,  # so the kill takes its helpers (Dagster's log tailers) too
     )
     for line in proc.stdout:
         if " ok " in line:  # the first run has finished; the second starts now
             break
     time.sleep(1)  # into the second run, which takes several seconds
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert pipeline.query("SELECT count(DISTINCT slot_start) FROM coin_sum")[0][0] < 336
 
