@@ -98,11 +98,13 @@ def run_slots(
 
 
 def close_dead_runs(instance: DagsterInstance) -> list[str]:
-    """Mark failed the runs a killed ``coinsum backfill`` left as started.
+    """Mark failed the runs a killed ``coinsum backfill`` left as started, and free their slot
+    in the ``okx`` pool.
 
-    An in-process run has no daemon watching it: if its process is killed, the UI would show
-    it running forever. Their slots are safe either way (each write is one transaction); this
-    only makes the record true.
+    An in-process run has no daemon watching it: if its process is killed, the UI would show it
+    running forever, and the pool slot it held would stay claimed, so every later run (the live
+    schedule's too) would queue behind it for good. Its data is safe either way: each write is
+    one transaction.
     """
     closed = []
     for record in instance.get_run_records(
@@ -114,6 +116,7 @@ def close_dead_runs(instance: DagsterInstance) -> list[str]:
                 record.dagster_run,
                 message=f"the coinsum backfill process {pid} ended without finishing this run",
             )
+            instance.event_log_storage.free_concurrency_slots_for_run(record.dagster_run.run_id)
             closed.append(record.dagster_run.run_id)
     return closed
 

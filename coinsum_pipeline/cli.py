@@ -71,7 +71,8 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
     print(f"OKX {value('OKX_BASE_URL')}  ->  {value('COINSUM_DB')}", flush=True)
     with writer_lock(value("COINSUM_DB")):  # an unwritable path stops here too
         pass
-    unlisted = [c for c in coins if swap_inst_id(c) not in _okx_swaps(value("OKX_BASE_URL"))]
+    swaps = _okx_swaps(value("OKX_BASE_URL"))
+    unlisted = [c for c in coins if swap_inst_id(c) not in swaps]
     if unlisted:
         print(
             f"note: OKX lists no swap for {', '.join(unlisted)}; their slots are stored as "
@@ -118,8 +119,10 @@ def _okx_swaps(base_url: str) -> set[str]:
     try:
         return set(client.swap_instruments())
     except OKXUnavailable as exc:
+        problem = "cannot reach OKX" if not exc.code else "OKX would not list its swaps"
         raise OKXUnavailable(
-            f"cannot reach OKX at {base_url}: {exc}. Check OKX_BASE_URL and this machine's network."
+            f"{problem} at {base_url}: {exc}. Check OKX_BASE_URL and this machine's network; "
+            "if OKX is rate limiting, try again in a minute."
         ) from exc
     finally:
         client.close()

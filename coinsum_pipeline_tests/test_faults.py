@@ -83,7 +83,12 @@ def test_backfill_killed_halfway_then_run_again_loses_and_duplicates_nothing(
     for line in proc.stdout:
         if " ok " in line:  # the first run has finished; the second starts now
             break
-    time.sleep(1)  # into the second run, which takes several seconds
+    # Kill the second run while it holds the `okx` pool slot: the worst moment, since a slot left
+    # claimed would queue every later run behind a dead one.
+    deadline = time.monotonic() + 60
+    while not pipeline.instance.event_log_storage.get_concurrency_info("okx").claimed_slots:
+        assert time.monotonic() < deadline, "the second run never claimed its pool slot"
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert pipeline.query("SELECT count(DISTINCT slot_start) FROM coin_sum")[0][0] < 336
@@ -93,6 +98,7 @@ def test_backfill_killed_halfway_then_run_again_loses_and_duplicates_nothing(
     assert pipeline.query("SELECT count(*), count(DISTINCT slot_start) FROM coin_sum") == [
         (336, 336)
     ]
+    assert not pipeline.instance.event_log_storage.get_concurrency_info("okx").claimed_slots
     statuses = [r.dagster_run.status for r in pipeline.instance.get_run_records()]
     assert statuses.count(DagsterRunStatus.FAILURE) == 1, "the killed run is recorded as failed"
     assert statuses.count(DagsterRunStatus.SUCCESS) == len(statuses) - 1
