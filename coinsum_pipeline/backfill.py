@@ -36,6 +36,7 @@ from coinsum_pipeline.schedules import slots_job
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 LAUNCHED_BY_TAG = "coinsum/launched_by"
 PID_TAG = "coinsum/pid"
+PLANNED_EVENTS_AS_SUBSET = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
 
@@ -71,6 +72,11 @@ def run_slots(
 ) -> RunOutcome:
     """Materialize one range of slots as one Dagster run; failures are reported, not raised."""
     first, last = slot_key(slots[0]), slot_key(slots[-1])
+    # Dagster's switch for one "materialization planned" event per run instead of one per slot:
+    # 13 s less on a 14-day backfill (each event is a SQLite write of about 20 ms). The price: a
+    # failed run's slots show as missing rather than failed in the UI; this command reports the
+    # failure itself, and the slots' reasons are in missing_values.
+    os.environ.setdefault(PLANNED_EVENTS_AS_SUBSET, "true")
     result = defs.resolve_job_def(slots_job.name).execute_in_process(
         instance=instance,
         run_config=QUIET_LOGS,

@@ -45,6 +45,18 @@ def test_completeness_passes_then_names_the_missing_coins(pipeline: Pipeline) ->
     )
 
 
+def test_a_ranged_run_records_every_slots_result_pass_or_fail(pipeline: Pipeline) -> None:
+    slots = list(slots_in(beijing("2026-01-05 11:00"), beijing("2026-01-05 13:00")))
+    gap = slots[1]
+    pipeline.okx.gaps["ETH-USDT-SWAP"] = [(epoch_ms(gap), epoch_ms(gap))]
+    run_slots(slots, pipeline.instance)
+    got = results(pipeline, "slot_completeness")
+    assert {key: got[key][0] for key in map(slot_key, slots)} == {
+        slot_key(s): s != gap for s in slots
+    }
+    assert got[None][1] == "range summary: 3 of 4 slots pass; each slot has its own result"
+
+
 def test_base_check_is_an_error_when_okx_daily_open_disagrees(pipeline: Pipeline) -> None:
     slot = beijing("2026-01-05 10:00")
     run_slots([slot], pipeline.instance)
@@ -60,7 +72,7 @@ def test_base_check_is_an_error_when_okx_daily_open_disagrees(pipeline: Pipeline
         passed, description, severity = got[slot_key(slot_)]
         assert not passed and severity == AssetCheckSeverity.ERROR
         assert description.startswith("base differs from OKX's daily open: SOL: stored")
-    assert got[None][1] == "0 of 6 slots pass; each failing slot has its own result"
+    assert got[None][1] == "range summary: 0 of 6 slots pass; each slot has its own result"
 
 
 def test_base_check_compares_sodutc8_on_the_current_day(pipeline: Pipeline) -> None:
