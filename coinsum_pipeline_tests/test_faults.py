@@ -12,12 +12,16 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from dagster import DagsterRunStatus
+from dagster import AssetKey, DagsterRunStatus, ReexecutionOptions, execute_job
+from dagster._core.definitions.reconstruct import ReconstructableRepository
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
 
+from coinsum_pipeline.backfill import run_slots
 from coinsum_pipeline.basket import DEFAULT_COINS
 from coinsum_pipeline.cli import main
-from coinsum_pipeline.partitions import SLOT_MS, day_start, epoch_ms, slots_in
+from coinsum_pipeline.partitions import SLOT_MS, day_start, epoch_ms, slot_key, slots_in
 from coinsum_pipeline_tests.conftest import Pipeline, beijing
+from coinsum_pipeline_tests.fake_okx import HISTORY_CANDLES
 from coinsum_pipeline_tests.test_pipeline import assert_values_exact, table_snapshot
 
 FIRST, LAST = date(2026, 1, 5), date(2026, 1, 10)
@@ -102,3 +106,35 @@ def test_backfill_killed_halfway_then_run_again_loses_and_duplicates_nothing(
     statuses = [r.dagster_run.status for r in pipeline.instance.get_run_records()]
     assert statuses.count(DagsterRunStatus.FAILURE) == 1, "the killed run is recorded as failed"
     assert statuses.count(DagsterRunStatus.SUCCESS) == len(statuses) - 1
+
+
+def test_failed_backfill_run_reexecuted_from_failure_fills_exactly_what_was_missing(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the UI's "Re-execute from failure" does: a new run of the failed steps, with the
+    parent run's tags (so its partition range), through Dagster's own executor."""
+    monkeypatch.setenv("COINSUM_COINS", "BTC,ETH,SOL")
+    day = list(slots_in(beijing("2026-01-05 00:00"), beijing("2026-01-06 00:00")))
+    pipeline.okx.fail_next("51000", path=HISTORY_CANDLES)  # BTC (fetched first) fails outright
+    failed = run_slots(day, pipeline.instance, step_retries=False)
+    assert not failed.success and "fetch_failed" in failed.error
+    reasons = pipeline.query("SELECT coin, reason, count(*) FROM missing_values GROUP BY ALL")
+    assert len(reasons) == 1 and reasons[0][1:] == ("fetch_failed", 48)
+
+    parent = pipeline.instance.get_run_by_id(failed.run_id)
+    job = ReconstructableRepository.for_module(
+        "coinsum_pipeline.definitions", "defs", working_directory=str(Path.cwd())
+    ).get_reconstructable_job("collect_slots")
+    with execute_job(
+        job,
+        pipeline.instance,
+        tags=parent.tags,
+        reexecution_options=ReexecutionOptions.from_failure(failed.run_id, pipeline.instance),
+    ) as result:
+        assert result.success and result.dagster_run.parent_run_id == failed.run_id
+        assert result.dagster_run.tags[ASSET_PARTITION_RANGE_START_TAG] == "2026-01-05-00:00"
+    assert pipeline.query("SELECT count(*) FROM missing_values") == [(0,)]
+    assert assert_values_exact(pipeline) == 48 * 3
+    assert pipeline.instance.get_materialized_partitions(AssetKey("basket_slots")) == {
+        slot_key(s) for s in day
+    }
