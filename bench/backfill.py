@@ -3,7 +3,8 @@ rate limits, through the same Dagster job and instance storage the CLI uses.
 
 Prints wall time, the requests made per endpoint, the rate-limit floor for those requests (the
 least time OKX's per-IP limits allow for them: requests x window / limit), their ratio, the
-time spent fetching alone, and peak memory.
+time spent fetching alone, the time of the exports `coinsum backfill` writes after it, and peak
+memory.
 
     .venv/bin/python bench/backfill.py                       # 2026-01-03 .. 2026-01-16, 27 coins
     .venv/bin/python bench/backfill.py --history-page-cap 100
@@ -46,13 +47,14 @@ def main() -> None:
     os.environ.update(
         OKX_BASE_URL=okx.start(),
         COINSUM_DB=str(work / "coinsum.duckdb"),
+        COINSUM_EXPORTS=str(work / "exports"),
         DAGSTER_HOME=str(work / "dagster_home"),
     )
     os.environ.pop("COINSUM_COINS", None)
 
     from dagster import DagsterInstance
 
-    from coinsum_pipeline.backfill import backfill, plan
+    from coinsum_pipeline.backfill import backfill, export_range, plan
     from coinsum_pipeline.basket import DEFAULT_COINS
     from coinsum_pipeline.fetch import fetch_basket
     from coinsum_pipeline.okx import OKXClient
@@ -70,7 +72,10 @@ def main() -> None:
     started = time.monotonic()
     with DagsterInstance.get() as instance:
         outcomes = list(backfill(first, last, now, instance))
-    wall = time.monotonic() - started
+        wall = time.monotonic() - started
+        export_started = time.monotonic()
+        exported = export_range(first, min(last, now.date()), instance)
+        export_wall = time.monotonic() - export_started
     served = {path: okx.request_count(path) for path in RATE_LIMITS if okx.request_count(path)}
     tripped = okx.rate_limited
 
@@ -106,6 +111,11 @@ def main() -> None:
     print(
         f"fetch alone:     {fetch_only:.1f} s (slot candles); the other {wall - fetch_only:.1f} s: "
         "Dagster's bookkeeping, the check steps (with their 1D requests), DuckDB"
+    )
+    print(
+        f"exports:         {export_wall:.1f} s for {(last - first).days + 1} days "
+        f"(CSVs, day tables, charts; one export_days run, "
+        f"{'ok' if exported.success else 'FAILED'}), after the backfill's wall time"
     )
     print(f"peak memory:     {peak_mb:.0f} MB")
 

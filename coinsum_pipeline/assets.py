@@ -1,5 +1,6 @@
-"""The slot asset: one partition per 30-minute Beijing slot, holding every coin's base, price
-and percent change, the missing values with their reasons, and the basket sum.
+"""The assets. ``basket_slots``: one partition per 30-minute Beijing slot, holding every coin's
+base, price and percent change, the missing values with their reasons, and the basket sum.
+``day_exports``: one partition per Beijing day, the CSVs and charts users open.
 
 One asset writes the three tables because they are one fact about a slot: Dagster records a few
 events per asset per partition (tens of ms each), which dominate a long backfill, and a single
@@ -9,11 +10,14 @@ transaction means a slot is never half-written across tables.
 import warnings
 from collections import Counter
 
+import pandas as pd
 from dagster import (
     AssetExecutionContext,
+    AutomationCondition,
     BackfillPolicy,
     Backoff,
     BetaWarning,
+    DailyPartitionsDefinition,
     Failure,
     Jitter,
     MaterializeResult,
@@ -24,11 +28,13 @@ from dagster import (
 )
 
 from coinsum_pipeline.basket import BasketResource
+from coinsum_pipeline.charts import image_markdown
 from coinsum_pipeline.compute import compute_slot_tables
+from coinsum_pipeline.exports import ExportFolder, export_days, markdown_table
 from coinsum_pipeline.fetch import FETCH_FAILED, fetch_basket
 from coinsum_pipeline.okx import OKXResource
-from coinsum_pipeline.partitions import slot_partitions, slots_in
-from coinsum_pipeline.storage import CoinsumDatabase, replace_slots
+from coinsum_pipeline.partitions import slot_partitions, slots_in, start_date
+from coinsum_pipeline.storage import CoinsumDatabase, connect_snapshot, replace_slots
 
 # Backfill policies (how Dagster runs a range as one run) and partitioned asset checks (checks
 # shown per slot) are labelled beta/preview in Dagster 1.13; the notices are noise to users.
@@ -75,7 +81,7 @@ def basket_slots(
     )
     fetched = fetch_basket(okx.client, coins, slots, threads=okx.fetch_threads)
     tables = compute_slot_tables(slots, coins, fetched)
-    with duckdb.write(context.log) as conn:
+    with duckdb.write(context.log, coins) as conn:
         replace_slots(conn, slots[0], slots[-1], tables)
 
     reasons = Counter(tables.missing["reason"])
@@ -101,4 +107,74 @@ def basket_slots(
             metadata={**metadata, "failed_coins": MetadataValue.json(failed)},
             allow_retries=context.run.tags.get(FAIL_FAST_TAG) != "true",
         )
+    return MaterializeResult(metadata=metadata)
+
+
+DAY_PARTITIONS = DailyPartitionsDefinition(
+    start_date=start_date().isoformat(), timezone="Asia/Shanghai", end_offset=1
+)
+# Export a day again whenever one of its slots was written since the day was last exported,
+# once no slot run is in flight, for any day (a backfill's old days as well as today).
+EXPORT_WHEN_SLOTS_CHANGE = (
+    AutomationCondition.any_deps_updated().since_last_handled()
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+).with_label("a slot of the day changed")
+
+
+@asset(
+    partitions_def=DAY_PARTITIONS,
+    deps=[basket_slots],
+    backfill_policy=BackfillPolicy.single_run(),
+    automation_condition=EXPORT_WHEN_SLOTS_CHANGE,
+    group_name="coinsum",
+    kinds={"csv", "png"},
+    description=(
+        "Per Beijing day, in COINSUM_EXPORTS/<day>/: the CSVs of SPEC (full data, 27-coin sums, "
+        "missing values; UTF-8 with BOM, Chinese headers), the 48 x 27 day table as CSV and as a "
+        "colour-scaled image, and the curve of the 27-coin sum. Re-exported when the day's slots "
+        "change. A run over several days also draws the curve of the whole range."
+    ),
+)
+def day_exports(
+    context: AssetExecutionContext,
+    duckdb: CoinsumDatabase,
+    basket: BasketResource,
+    exports: ExportFolder,
+) -> MaterializeResult:
+    window = context.partition_time_window
+    days = [d.date() for d in pd.date_range(window.start.date(), window.end.date())][:-1]
+    coins = basket.symbols()
+    with connect_snapshot(duckdb.database) as conn:
+        written = [export_days(conn, day, day, exports.day(day), coins) for day in days]
+        whole = (
+            export_days(conn, days[0], days[-1], exports.ranges(), coins)
+            if len(days) > 1
+            else written[0]
+        )
+    context.log.info(f"exported {len(days)} day(s) to {exports.path}")
+    metadata: dict[str, object] = {}
+    if len(days) == 1:
+        metadata = {
+            "folder": MetadataValue.path(str(whole.folder)),
+            "full_rows": whole.rows["full"],
+            "sum_rows": whole.rows["sum"],
+            "missing_rows": whole.rows["missing"],
+            "curve": MetadataValue.md(image_markdown(whole.files["curve"], "27-coin sum")),
+            "day_table": MetadataValue.md(
+                image_markdown(whole.files["day_table_image"], "day table")
+            ),
+            "sums_preview": MetadataValue.md(markdown_table(whole.sums)),
+        }
+    else:  # copied onto every day of the range, so named for the range
+        metadata = {
+            "range_days": len(days),
+            "range_folder": MetadataValue.path(str(whole.folder)),
+            "range_full_rows": whole.rows["full"],
+            "range_sum_rows": whole.rows["sum"],
+            "range_missing_rows": whole.rows["missing"],
+            "range_curve": MetadataValue.md(
+                image_markdown(whole.files["curve"], "27-coin sum over the range")
+            ),
+        }
     return MaterializeResult(metadata=metadata)

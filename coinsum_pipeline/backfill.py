@@ -31,7 +31,7 @@ from coinsum_pipeline.partitions import (
     slots_in,
     start_date,
 )
-from coinsum_pipeline.schedules import slots_job
+from coinsum_pipeline.schedules import exports_job, slots_job
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 LAUNCHED_BY_TAG = "coinsum/launched_by"
@@ -77,13 +77,26 @@ def run_slots(
     # failed run's slots show as missing rather than failed in the UI; this command reports the
     # failure itself, and the slots' reasons are in missing_values.
     os.environ.setdefault(PLANNED_EVENTS_AS_SUBSET, "true")
-    result = defs.resolve_job_def(slots_job.name).execute_in_process(
+    extra = {} if step_retries else {FAIL_FAST_TAG: "true"}
+    return _execute(slots_job.name, first, last, len(slots), instance, extra)
+
+
+def export_range(first: date, last: date, instance: DagsterInstance) -> RunOutcome:
+    """Write the exports of days ``first``..``last`` as one run of ``day_exports``."""
+    days = (last - first).days + 1
+    return _execute(exports_job.name, first.isoformat(), last.isoformat(), days, instance, {})
+
+
+def _execute(
+    job: str, first: str, last: str, size: int, instance: DagsterInstance, tags: dict[str, str]
+) -> RunOutcome:
+    result = defs.resolve_job_def(job).execute_in_process(
         instance=instance,
         run_config=QUIET_LOGS,
         raise_on_error=False,
         tags={
-            # One slot runs as that partition (as the schedule's runs do), so its checks record
-            # their result on it; more run as a range.
+            # One partition runs as that partition (as the schedule's runs do), so its checks
+            # record their result on it; more run as a range.
             **(
                 {PARTITION_NAME_TAG: first}
                 if first == last
@@ -91,7 +104,7 @@ def run_slots(
             ),
             LAUNCHED_BY_TAG: "coinsum backfill",
             PID_TAG: f"{socket.gethostname()}:{os.getpid()}",
-            **({} if step_retries else {FAIL_FAST_TAG: "true"}),
+            **tags,
         },
     )
     errors = [
@@ -100,7 +113,7 @@ def run_slots(
         else event.step_failure_data.error.message.strip()
         for event in result.get_step_failure_events()
     ]
-    return RunOutcome(first, last, len(slots), result.run_id, result.success, "; ".join(errors))
+    return RunOutcome(first, last, size, result.run_id, result.success, "; ".join(errors))
 
 
 def close_dead_runs(instance: DagsterInstance) -> list[str]:

@@ -46,7 +46,7 @@ from coinsum_pipeline.partitions import (
 )
 from coinsum_pipeline.schedules import live_slots
 from coinsum_pipeline.settings import value
-from coinsum_pipeline.storage import CoinsumDatabase, snapshot_path
+from coinsum_pipeline.storage import CoinsumDatabase, connect_snapshot
 
 FRESHNESS_LIMIT = timedelta(minutes=45)
 WARN = AssetCheckSeverity.WARN
@@ -180,7 +180,7 @@ def _evaluate(
     """
     window = context.partition_time_window
     slots = list(slots_in(window.start, window.end))
-    with duckdb.connect(str(snapshot_path(database.database)), read_only=True) as conn:
+    with connect_snapshot(database.database) as conn:
         stored = load_slots(conn, slots)
     verdicts = list(judge(stored))
     check = context.check_specs[0]

@@ -14,10 +14,17 @@ from pathlib import Path
 import duckdb
 
 from coinsum_pipeline.basket import BasketError, parse_basket, swap_inst_id
+from coinsum_pipeline.exports import export_days
 from coinsum_pipeline.okx import OKXClient, OKXError, OKXUnavailable
-from coinsum_pipeline.partitions import DateError, day_start, parse_day
+from coinsum_pipeline.partitions import (
+    SLOTS_PER_DAY,
+    DateError,
+    current_slot,
+    day_start,
+    parse_day,
+)
 from coinsum_pipeline.settings import PROJECT_ROOT, dagster_home, value
-from coinsum_pipeline.storage import StorageError, range_summary, snapshot_path, writer_lock
+from coinsum_pipeline.storage import StorageError, connect_snapshot, range_summary, writer_lock
 
 
 def _day(text: str) -> date:
@@ -43,6 +50,23 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not retry a failed run's step (the asset's retry policy); report at once",
     )
+    export = commands.add_parser(
+        "export",
+        help="write the CSVs (UTF-8 with BOM, SPEC's Chinese headers) and the curve of a range",
+        description="Write full data, sums and missing values of Beijing days FROM..TO as CSV, "
+        "and the curve of the 27-coin sum as PNG, from the readers' snapshot.",
+    )
+    export.add_argument("--from", dest="first", type=_day, required=True, metavar="YYYY-MM-DD")
+    export.add_argument("--to", dest="last", type=_day, required=True, metavar="YYYY-MM-DD")
+    export.add_argument(
+        "--out", type=Path, default=None, help="folder (default: COINSUM_EXPORTS/ranges)"
+    )
+    status = commands.add_parser(
+        "status",
+        help="coverage per Beijing day: slots stored and complete, missing values by reason",
+    )
+    status.add_argument("--from", dest="first", type=_day, default=None, metavar="YYYY-MM-DD")
+    status.add_argument("--to", dest="last", type=_day, default=None, metavar="YYYY-MM-DD")
     sql = commands.add_parser(
         "sql",
         help="run a SQL query on the readers' snapshot of the DuckDB file and print the result",
@@ -61,7 +85,7 @@ def _parser() -> argparse.ArgumentParser:
 def _backfill(first: date, last: date, step_retries: bool) -> int:
     from dagster import DagsterInstance
 
-    from coinsum_pipeline.backfill import backfill, plan
+    from coinsum_pipeline.backfill import backfill, export_range, plan
 
     coins = parse_basket(value("COINSUM_COINS"))  # a typo stops here, not in every run
     now = datetime.now().astimezone()
@@ -87,14 +111,21 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
             eta = (total - done) / rate if rate else 0
             status = "ok" if outcome.success else "FAILED"
             print(
-                f"  {outcome.first_key} .. {outcome.last_key}  {status}  "
-                f"{done}/{total} slots ({done / total:.0%})  {rate:.1f} slots/s  ETA {eta:.0f}s"
-                f"  run {outcome.run_id[:8]}",
+                f"  {progress_bar(done, total)} {done}/{total} slots ({done / total:.0%})  "
+                f"{rate:.1f} slots/s  ETA {eta:.0f}s  {outcome.first_key} .. {outcome.last_key} "
+                f"{status}  run {outcome.run_id[:8]}",
                 flush=True,
             )
             if not outcome.success:
                 failed.append(outcome)
                 print(f"    {outcome.error}", flush=True)
+        newest_day = min(last, current_slot(now).date())
+        exported = export_range(first, newest_day, instance)
+    if exported.success:
+        print(f"exports: {value('COINSUM_EXPORTS')} (a folder per day, ranges/ for ranges)")
+    else:
+        failed.append(exported)
+        print(f"  exports FAILED: {exported.error}", flush=True)
     summary = _summary(first, last)
     print(
         f"done in {time.monotonic() - started:.1f}s: {summary['values']} values, "
@@ -109,6 +140,46 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+def progress_bar(done: int, total: int, width: int = 24) -> str:
+    filled = round(width * done / total) if total else width
+    return "[" + "#" * filled + "-" * (width - filled) + "]"
+
+
+def _export(first: date, last: date, folder: Path | None) -> int:
+    """A range export from the readers' snapshot: no Dagster run, no wait for one."""
+    if last < first:
+        raise DateError(f"--to {last} is before --from {first}: give the earlier date first.")
+    target = folder or Path(value("COINSUM_EXPORTS")) / "ranges"
+    coins = parse_basket(value("COINSUM_COINS"))
+    with connect_snapshot(value("COINSUM_DB")) as conn:
+        written = export_days(conn, first, last, target, coins)
+    for kind, path in written.files.items():
+        rows = written.rows.get(kind)
+        print(f"{path}" + (f"  ({rows} rows)" if rows is not None else ""))
+    return 0
+
+
+def _status(first: date | None, last: date | None) -> int:
+    """Coverage per Beijing day, from the ``daily_coverage`` view."""
+    with connect_snapshot(value("COINSUM_DB")) as conn:
+        frame = conn.execute(
+            "SELECT * FROM daily_coverage WHERE trade_date BETWEEN ? AND ? ORDER BY trade_date",
+            [first or date.min, last or date.max],
+        ).fetchdf()
+        (newest,) = conn.execute("SELECT max(slot_start) FROM coin_sum").fetchone()
+    if frame.empty:
+        print("(no days stored in that range)")
+        return 0
+    frame.insert(2, "slots_expected", SLOTS_PER_DAY)
+    print(frame.to_string(index=False))
+    print(
+        f"{len(frame)} day(s); {int(frame['slots_complete'].sum())} of "
+        f"{int(frame['slots_stored'].sum())} stored slots complete; "
+        f"newest slot {newest:%Y-%m-%d %H:%M}"
+    )
     return 0
 
 
@@ -128,22 +199,14 @@ def _okx_swaps(base_url: str) -> set[str]:
         client.close()
 
 
-def _snapshot() -> duckdb.DuckDBPyConnection:
-    """The readers' snapshot, read-only: never blocks a run, never blocked by one."""
-    path = snapshot_path(value("COINSUM_DB"))
-    if not path.exists():
-        raise StorageError(f"no data yet: {path} does not exist. Run `coinsum backfill` first.")
-    return duckdb.connect(str(path), read_only=True)
-
-
 def _summary(first: date, last: date) -> dict:
-    with _snapshot() as conn:
+    with connect_snapshot(value("COINSUM_DB")) as conn:
         return range_summary(conn, day_start(first), day_start(last).replace(hour=23, minute=30))
 
 
 def _sql(query: str) -> int:
     try:
-        with _snapshot() as conn:
+        with connect_snapshot(value("COINSUM_DB")) as conn:
             frame = conn.execute(query).fetchdf()
     except duckdb.Error as exc:
         print(f"coinsum sql: {exc}", file=sys.stderr)
@@ -165,6 +228,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             _parser().error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "sql":
             return _sql(args.query)
+        if args.command == "export":
+            return _export(args.first, args.last, args.out)
+        if args.command == "status":
+            return _status(args.first, args.last)
         return _backfill(args.first, args.last, step_retries=not args.fail_fast)
     except (DateError, BasketError, StorageError, OKXError) as exc:
         print(f"coinsum: {exc}", file=sys.stderr)

@@ -14,7 +14,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +23,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from coinsum_pipeline.compute import SlotTables
+from coinsum_pipeline.views import create_views
 
 SLOT_DDL = """
     slot_start  TIMESTAMP NOT NULL,  -- slot start, Beijing wall-clock time
@@ -159,6 +160,14 @@ def snapshot_path(database: str | Path) -> Path:
     return path.with_name(f"{path.stem}.read{path.suffix or '.duckdb'}")
 
 
+def connect_snapshot(database: str | Path) -> duckdb.DuckDBPyConnection:
+    """The readers' snapshot of ``database``, read-only: never blocks a run, nor is blocked."""
+    path = snapshot_path(database)
+    if not path.exists():
+        raise StorageError(f"no data yet: {path} does not exist. Run `coinsum backfill` first.")
+    return duckdb.connect(str(path), read_only=True)
+
+
 def publish_snapshot(database: str | Path) -> Path:
     """Copy the (checkpointed, closed) database to its snapshot path in one atomic rename.
 
@@ -204,18 +213,22 @@ class CoinsumDatabase(DuckDBResource):
     """The DuckDB file (``COINSUM_DB``) and the one safe way to write it.
 
     ``write()`` queues behind other coinsum writers, waits for an outside holder (up to
-    ``wait_seconds``, then fails saying who), creates the tables, and publishes the readers'
-    snapshot once the write is committed and checkpointed.
+    ``wait_seconds``, then fails saying who), creates the tables and views, and publishes the
+    readers' snapshot once the write is committed and checkpointed.
     """
 
     wait_seconds: float = 120.0
 
     @contextmanager
-    def write(self, log: logging.Logger) -> Iterator[duckdb.DuckDBPyConnection]:
+    def write(
+        self, log: logging.Logger, coins: Sequence[str]
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """``coins``, the basket, are the columns of the ``day_table`` view."""
         with writer_lock(self.database, log):
             conn = connect_waiting(self.database, self.connection_config, log, self.wait_seconds)
             try:
                 ensure_schema(conn)
+                create_views(conn, coins)
                 yield conn
                 conn.execute("CHECKPOINT")
             finally:

@@ -40,6 +40,7 @@ class Pipeline:
     okx: FakeOKX
     instance: DagsterInstance
     db: Path
+    exports: Path
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         with duckdb.connect(str(self.db), read_only=True) as conn:
@@ -52,12 +53,13 @@ def pipeline(
 ) -> Iterator[Pipeline]:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     monkeypatch.setenv("COINSUM_DB", str(tmp_path / "coinsum.duckdb"))
+    monkeypatch.setenv("COINSUM_EXPORTS", str(tmp_path / "exports"))
     monkeypatch.setenv("COINSUM_COINS", ",".join(DEFAULT_COINS))
     from coinsum_pipeline.settings import dagster_home
 
     dagster_home()
     with DagsterInstance.get() as instance:
-        yield Pipeline(fake_okx, instance, tmp_path / "coinsum.duckdb")
+        yield Pipeline(fake_okx, instance, tmp_path / "coinsum.duckdb", tmp_path / "exports")
 
 
 def beijing(text: str) -> datetime:

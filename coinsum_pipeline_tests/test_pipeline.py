@@ -9,7 +9,7 @@ from datetime import date
 import pytest
 from dagster import AssetKey
 
-from coinsum_pipeline.backfill import backfill, run_slots
+from coinsum_pipeline.backfill import backfill, export_range, run_slots
 from coinsum_pipeline.cli import main
 from coinsum_pipeline.partitions import SLOT, day_start, epoch_ms, slots_in
 from coinsum_pipeline_tests.conftest import (
@@ -20,6 +20,7 @@ from coinsum_pipeline_tests.conftest import (
     served_open,
 )
 from coinsum_pipeline_tests.fake_okx import HISTORY_CANDLES
+from coinsum_pipeline_tests.test_exports import PNG, read_csv
 
 SLOTS = AssetKey("basket_slots")
 NOW = beijing("2026-11-25 10:00")  # any moment after the ranges these tests fetch
@@ -71,6 +72,19 @@ def test_first_users_range_fills_every_slot_exactly(pipeline: Pipeline) -> None:
     assert len(pipeline.instance.get_materialized_partitions(SLOTS)) == 672
     # One candle page of 300 per coin per run of 288 slots, plus one instruments call per run.
     assert pipeline.okx.request_count(HISTORY_CANDLES) == 27 * 3
+
+    assert export_range(date(2026, 1, 3), date(2026, 1, 16), pipeline.instance).success
+    days = sorted(p for p in pipeline.exports.iterdir() if p.name != "ranges")
+    assert [p.name for p in days] == [f"2026-01-{d:02d}" for d in range(3, 17)]
+    rows = {
+        kind: sum(len(read_csv(day / f"{kind}_{day.name}.csv")) for day in days)
+        for kind in ("full", "sum", "missing", "day_table")
+    }
+    assert rows == {"full": 18_144, "sum": 672, "missing": 0, "day_table": 672}
+    whole = pipeline.exports / "ranges"
+    assert len(read_csv(whole / "full_2026-01-03_2026-01-16.csv")) == 18_144
+    assert len(read_csv(whole / "sum_2026-01-03_2026-01-16.csv")) == 672
+    assert (whole / "curve_2026-01-03_2026-01-16.png").read_bytes().startswith(PNG)
 
 
 def test_rerunning_replaces_exactly_and_changes_nothing(pipeline: Pipeline) -> None:

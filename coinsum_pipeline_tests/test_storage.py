@@ -131,7 +131,7 @@ def hold(path: Path, seconds: float) -> tuple[subprocess.Popen, int]:
 
 def write_day(db: CoinsumDatabase, log: logging.Logger) -> None:
     slots, tables = day_tables(100.0)
-    with db.write(log) as conn:
+    with db.write(log, ["BTC", "NOPE"]) as conn:
         replace_slots(conn, slots[0], slots[-1], tables)
 
 

@@ -1,0 +1,100 @@
+"""The pictures users look at: the curve of the 27-coin sum and the colour-scaled day table.
+
+Rendered headless to PNG files (matplotlib's ``Figure`` without pyplot: no display, no global
+state shared between runs), which the export asset also embeds in its Dagster metadata. Labels
+are ASCII: the machines running this may have no CJK font.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.colors import TwoSlopeNorm
+from matplotlib.figure import Figure
+
+UP, DOWN = "#1a9850", "#d73027"  # green up, red down, as these traders read a board
+
+
+def render_curve(
+    days: list[str], times: list[str], sums: pd.Series, path: Path, title: str
+) -> Path:
+    """The sum over slots (their Beijing ``days`` and ``times``), day boundaries marked when it
+    spans several days. A slot with no sum (no coin reported) is a gap in the line, not a zero."""
+    values = pd.to_numeric(sums, errors="coerce").reset_index(drop=True)
+    x = np.arange(len(values))
+    fig = Figure(figsize=(12 if len(values) > 48 else 9, 4.2), dpi=100)
+    ax = fig.subplots()
+    ax.plot(x, values, color="#1f4e79", linewidth=1.4)
+    ax.fill_between(x, values, 0, where=values >= 0, color=UP, alpha=0.18, interpolate=True)
+    ax.fill_between(x, values, 0, where=values < 0, color=DOWN, alpha=0.18, interpolate=True)
+    ax.axhline(0, color="#555555", linewidth=0.8)
+    starts = [i for i in range(len(days)) if i == 0 or days[i] != days[i - 1]]
+    if len(starts) > 1:
+        for i in starts[1:]:
+            ax.axvline(i - 0.5, color="#999999", linewidth=0.8, linestyle="--")
+        ax.set_xticks(starts, [days[i][5:] for i in starts], fontsize=8)
+    else:
+        ticks = list(range(0, len(times), 4))
+        ax.set_xticks(ticks, [times[i] for i in ticks], fontsize=8)
+    ax.set_title(f"27-coin sum of % change since 00:00 Beijing, {title}", fontsize=11)
+    ax.set_ylabel("sum of % changes")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def render_day_table(changes: pd.DataFrame, sums: pd.Series, path: Path, title: str) -> Path:
+    """The day table as a heat map: a row per slot (``changes``' index), a column per coin and
+    the sum, each cell its % change, green above zero and red below; grey cells are missing."""
+    coins = list(changes.columns)
+    values = changes.to_numpy(dtype=float)
+    limit = max(float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0, 0.01)
+    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#dddddd")
+    height = 2.0 + 0.22 * len(changes)
+    fig = Figure(figsize=(2.0 + 0.55 * len(coins) + 1.2, height), dpi=80)
+    ax, ax_sum = fig.subplots(1, 2, gridspec_kw={"width_ratios": [len(coins), 2]})
+    norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
+    ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap=cmap, norm=norm)
+    _annotate(ax, values, fontsize=5.5)
+    ax.set_xticks(range(len(coins)), coins, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(changes)), list(changes.index), fontsize=7)
+    ax.set_title(f"% change since 00:00 Beijing, {title}", fontsize=10)
+
+    column = sums.to_numpy(dtype=float).reshape(-1, 1)
+    sum_limit = max(float(np.nanmax(np.abs(column))) if np.isfinite(column).any() else 1.0, 0.01)
+    ax_sum.imshow(
+        np.ma.masked_invalid(column),
+        aspect="auto",
+        cmap=cmap,
+        norm=TwoSlopeNorm(vcenter=0.0, vmin=-sum_limit, vmax=sum_limit),
+    )
+    _annotate(ax_sum, column, fontsize=6.5)
+    ax_sum.set_xticks([0], ["sum"], fontsize=8)
+    ax_sum.set_yticks([])
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _annotate(ax: Axes, values: np.ndarray, fontsize: float) -> None:
+    for (row, col), value in np.ndenumerate(values):
+        if np.isfinite(value):
+            ax.text(col, row, f"{value:+.2f}", ha="center", va="center", fontsize=fontsize)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(staging)
+    staging.replace(path)
+    return path
+
+
+def image_markdown(path: Path, alt: str) -> str:
+    """The PNG inlined as Markdown, which the Dagster UI shows as an image in metadata."""
+    encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f"![{alt}](data:image/png;base64,{encoded})"

@@ -1,0 +1,147 @@
+"""The CSV exports of SPEC "Exports": what Excel users open, with the headers their spreadsheets
+already use, in UTF-8 with a BOM so Excel reads the Chinese headers right.
+
+- full data, one row per (slot, coin): ``日期, 时间, 时间戳, 币种, 基准价格, 当前价格, 涨跌幅``
+- the sum, one row per slot: ``日期, 时间, 时间戳, 27币涨跌幅总和, 报告币数``
+- missing values, one row per (slot, coin): ``日期, 时间, 币种, 原因``
+- the day table, one row per slot: ``日期, 时间``, a column per coin, ``27币涨跌幅总和``
+
+All read the readers' snapshot, so an export never waits for a run or holds one up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+from dagster import ConfigurableResource
+
+from coinsum_pipeline.charts import render_curve, render_day_table
+
+SUM_HEADER = "27币涨跌幅总和"
+QUERIES = {
+    "full": """
+        SELECT strftime(trade_date, '%Y-%m-%d') AS 日期, slot_time AS 时间, slot_ts_ms AS 时间戳,
+               coin AS 币种, base_price AS 基准价格, price AS 当前价格, pct_change AS 涨跌幅
+        FROM coin_prices WHERE trade_date BETWEEN ? AND ? ORDER BY slot_start, coin
+    """,
+    "sum": f"""
+        SELECT strftime(trade_date, '%Y-%m-%d') AS 日期, slot_time AS 时间, slot_ts_ms AS 时间戳,
+               sum_pct AS "{SUM_HEADER}", coins_reported AS 报告币数
+        FROM coin_sum WHERE trade_date BETWEEN ? AND ? ORDER BY slot_start
+    """,
+    "missing": """
+        SELECT strftime(trade_date, '%Y-%m-%d') AS 日期, slot_time AS 时间, coin AS 币种,
+               reason AS 原因
+        FROM missing_values WHERE trade_date BETWEEN ? AND ? ORDER BY slot_start, coin
+    """,
+}
+
+
+@dataclass(frozen=True)
+class Export:
+    """The files written for a day or a range, and their row counts by kind."""
+
+    folder: Path
+    files: dict[str, Path]
+    rows: dict[str, int]
+    sums: pd.DataFrame  # 日期, 时间, 时间戳, 27币涨跌幅总和, 报告币数: for previews
+    day_table: pd.DataFrame | None  # for a single day only
+
+
+def read_export(
+    conn: duckdb.DuckDBPyConnection, kind: str, first: date, last: date
+) -> pd.DataFrame:
+    """One export's rows for Beijing days ``first``..``last``, with its Chinese headers."""
+    return conn.execute(QUERIES[kind], [first, last]).fetchdf()
+
+
+def read_day_table(
+    conn: duckdb.DuckDBPyConnection, day: date, coins: Sequence[str]
+) -> pd.DataFrame:
+    """The 48 x coins table of one day's % changes, plus the sum, one row per stored slot."""
+    frame = read_export(conn, "full", day, day)
+    table = frame.pivot_table(index="时间", columns="币种", values="涨跌幅", aggfunc="first")
+    table = table.reindex(columns=[c for c in coins if c in table.columns])
+    sums = read_export(conn, "sum", day, day).set_index("时间")[SUM_HEADER]
+    table = table.reindex(sums.index)
+    table[SUM_HEADER] = sums
+    table.insert(0, "日期", day.isoformat())
+    return table.reset_index()[["日期", "时间", *table.columns.drop("日期")]]
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A frame as a Markdown table, for previews in Dagster metadata."""
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |"]
+    lines.append("|" + "---|" * len(frame.columns))
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def write_csv(frame: pd.DataFrame, path: Path) -> Path:
+    """UTF-8 with a BOM, so Excel opens the Chinese headers without a text-import wizard."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.tmp")
+    frame.to_csv(staging, index=False, encoding="utf-8-sig")
+    staging.replace(path)  # a user with the old file open in a viewer keeps a whole file
+    return path
+
+
+def export_days(
+    conn: duckdb.DuckDBPyConnection,
+    first: date,
+    last: date,
+    folder: Path,
+    coins: Sequence[str],
+) -> Export:
+    """Write the CSVs and charts of days ``first``..``last`` into ``folder``.
+
+    One day gets its day table (CSV and colour image) and its 48-point curve; a range gets the
+    curve over all its slots with the day boundaries marked.
+    """
+    stem = first.isoformat() if first == last else f"{first.isoformat()}_{last.isoformat()}"
+    title = first.isoformat() if first == last else f"{first.isoformat()} .. {last.isoformat()}"
+    frames = {kind: read_export(conn, kind, first, last) for kind in QUERIES}
+    files = {
+        kind: write_csv(frame, folder / f"{kind}_{stem}.csv") for kind, frame in frames.items()
+    }
+    rows = {kind: len(frame) for kind, frame in frames.items()}
+    sums = frames["sum"]
+    files["curve"] = render_curve(
+        sums["日期"].tolist(),
+        sums["时间"].tolist(),
+        sums[SUM_HEADER],
+        folder / f"curve_{stem}.png",
+        title=title,
+    )
+    day_table = None
+    if first == last:
+        day_table = read_day_table(conn, first, coins)
+        files["day_table"] = write_csv(day_table, folder / f"day_table_{stem}.csv")
+        body = day_table.set_index("时间")
+        files["day_table_image"] = render_day_table(
+            body.drop(columns=["日期", SUM_HEADER]),
+            body[SUM_HEADER],
+            folder / f"day_table_{stem}.png",
+            title=title,
+        )
+        rows["day_table"] = len(day_table)
+    return Export(folder, files, rows, frames["sum"], day_table)
+
+
+class ExportFolder(ConfigurableResource):
+    """Where exports go (``COINSUM_EXPORTS``, default ``data/exports``): a folder per Beijing
+    day, and ``ranges/`` for range exports."""
+
+    path: str
+
+    def day(self, day: date) -> Path:
+        return Path(self.path) / day.isoformat()
+
+    def ranges(self) -> Path:
+        return Path(self.path) / "ranges"

@@ -1,0 +1,98 @@
+"""SQL views for the questions users ask most, created in the DuckDB file on every write (so the
+readers' snapshot has them too).
+
+- ``day_table``: one row per (day, slot) with each coin's % change as a column, plus the sum:
+  the 48 x 27 table traders read. Its columns follow the basket of the latest write.
+- ``slot_sums``: the 27-coin sum per slot with its coverage: the curve.
+- ``daily_coverage``: per Beijing day, slots stored and complete, values, and missing values by
+  reason.
+- ``latest_slot``: every coin of the newest stored slot, with the sum.
+- ``sums_between(first, last)``: a table macro, the sums of Beijing days ``first``..``last``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import duckdb
+
+SUM_COLUMN = "sum_pct"
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def create_views(conn: duckdb.DuckDBPyConnection, coins: Sequence[str]) -> None:
+    """(Re)create the views; ``coins`` are the day table's columns, in basket order."""
+    columns = ",\n".join(
+        f"max(p.pct_change) FILTER (WHERE p.coin = {_literal(coin)}) AS {_quoted(coin)}"
+        for coin in coins
+    )
+    conn.execute(
+        f"""
+        CREATE OR REPLACE VIEW day_table AS
+        SELECT s.trade_date, s.slot_time, s.slot_start,
+               {columns},
+               any_value(s.sum_pct) AS {SUM_COLUMN},
+               any_value(s.coins_reported) AS coins_reported
+        FROM coin_sum s LEFT JOIN coin_prices p USING (slot_start)
+        GROUP BY s.trade_date, s.slot_time, s.slot_start
+        """
+    )
+    conn.execute(
+        """
+        CREATE OR REPLACE VIEW slot_sums AS
+        SELECT trade_date, slot_time, slot_start, slot_ts_ms, sum_pct, coins_reported,
+               coins_expected, complete
+        FROM coin_sum
+        """
+    )
+    conn.execute(
+        """
+        CREATE OR REPLACE VIEW daily_coverage AS
+        WITH missing AS (
+            SELECT trade_date,
+                   count(*) AS missing_values,
+                   count(*) FILTER (WHERE reason = 'not_listed') AS not_listed,
+                   count(*) FILTER (WHERE reason = 'no_candle') AS no_candle,
+                   count(*) FILTER (WHERE reason = 'no_base') AS no_base,
+                   count(*) FILTER (WHERE reason = 'fetch_failed') AS fetch_failed,
+                   count(*) FILTER (WHERE reason = 'unknown_instrument') AS unknown_instrument
+            FROM missing_values GROUP BY trade_date
+        )
+        SELECT s.trade_date,
+               count(*) AS slots_stored,
+               count(*) FILTER (WHERE s.complete) AS slots_complete,
+               sum(s.coins_reported)::BIGINT AS coin_values,
+               coalesce(any_value(m.missing_values), 0) AS missing_values,
+               coalesce(any_value(m.not_listed), 0) AS not_listed,
+               coalesce(any_value(m.no_candle), 0) AS no_candle,
+               coalesce(any_value(m.no_base), 0) AS no_base,
+               coalesce(any_value(m.fetch_failed), 0) AS fetch_failed,
+               coalesce(any_value(m.unknown_instrument), 0) AS unknown_instrument
+        FROM coin_sum s LEFT JOIN missing m USING (trade_date)
+        GROUP BY s.trade_date
+        """
+    )
+    conn.execute(
+        """
+        CREATE OR REPLACE VIEW latest_slot AS
+        SELECT p.trade_date, p.slot_time, p.coin, p.base_price, p.price, p.pct_change,
+               s.sum_pct, s.coins_reported
+        FROM coin_prices p JOIN coin_sum s USING (slot_start)
+        WHERE p.slot_start = (SELECT max(slot_start) FROM coin_sum)
+        """
+    )
+    conn.execute(
+        """
+        CREATE OR REPLACE MACRO sums_between(first_day, last_day) AS TABLE
+        SELECT * FROM slot_sums
+        WHERE trade_date BETWEEN CAST(first_day AS DATE) AND CAST(last_day AS DATE)
+        ORDER BY slot_start
+        """
+    )

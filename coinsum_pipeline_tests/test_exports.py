@@ -1,0 +1,181 @@
+"""What users open: the CSV exports (SPEC "Exports"), the charts, the SQL views, `coinsum status`
+and `coinsum export`, and the sensor that keeps each day's exports current."""
+
+from __future__ import annotations
+
+import csv
+from datetime import date
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, evaluate_automation_conditions
+
+from coinsum_pipeline.backfill import export_range, run_slots
+from coinsum_pipeline.cli import main
+from coinsum_pipeline.definitions import defs
+from coinsum_pipeline.partitions import epoch_ms
+from coinsum_pipeline_tests.conftest import Pipeline, beijing
+
+PNG = b"\x89PNG\r\n\x1a\n"
+BOM = b"\xef\xbb\xbf"
+HEADERS = {
+    "full": ["日期", "时间", "时间戳", "币种", "基准价格", "当前价格", "涨跌幅"],
+    "sum": ["日期", "时间", "时间戳", "27币涨跌幅总和", "报告币数"],
+    "missing": ["日期", "时间", "币种", "原因"],
+}
+DAY = "2026-01-05"
+GAP = (beijing("2026-01-05 04:00"), beijing("2026-01-05 05:00"))  # ETH: 3 slots without candle
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of an export, after checking it starts with the BOM Excel needs."""
+    assert path.read_bytes().startswith(BOM), f"{path} has no UTF-8 BOM"
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def header(path: Path) -> list[str]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle))
+
+
+@pytest.fixture
+def one_day(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
+    """A day backfilled through the CLI (which exports it), with a gap and an unknown coin."""
+    monkeypatch.setenv("COINSUM_COINS", "BTC,ETH,SOL,NOPE")
+    pipeline.okx.gaps["ETH-USDT-SWAP"] = [(epoch_ms(GAP[0]), epoch_ms(GAP[1]))]
+    assert main(["backfill", "--from", DAY, "--to", DAY]) == 0
+    return pipeline
+
+
+def test_day_exports_match_the_database_with_specs_headers(one_day: Pipeline) -> None:
+    folder = one_day.exports / DAY
+    for kind, columns in HEADERS.items():
+        assert header(folder / f"{kind}_{DAY}.csv") == columns
+
+    full = read_csv(folder / f"full_{DAY}.csv")
+    stored = one_day.query(
+        "SELECT slot_ts_ms, coin, base_price, price, pct_change FROM coin_prices ORDER BY 1, 2"
+    )
+    assert [
+        (
+            int(r["时间戳"]),
+            r["币种"],
+            float(r["基准价格"]),
+            float(r["当前价格"]),
+            float(r["涨跌幅"]),
+        )
+        for r in full
+    ] == stored
+    assert full[0]["日期"] == DAY and full[0]["时间"] == "00:00"
+
+    missing = read_csv(folder / f"missing_{DAY}.csv")
+    assert len(missing) == len(one_day.query("SELECT * FROM missing_values")) == 48 + 3
+    assert {(r["币种"], r["原因"]) for r in missing} == {
+        ("NOPE", "unknown_instrument"),
+        ("ETH", "no_candle"),
+    }
+
+    sums = read_csv(folder / f"sum_{DAY}.csv")
+    stored_sums = one_day.query("SELECT slot_ts_ms, sum_pct, coins_reported FROM coin_sum")
+    assert [(int(r["时间戳"]), float(r["27币涨跌幅总和"]), int(r["报告币数"])) for r in sums] == [
+        (ts, total, n) for ts, total, n in sorted(stored_sums)
+    ]
+
+    table = read_csv(folder / f"day_table_{DAY}.csv")
+    assert header(folder / f"day_table_{DAY}.csv") == [
+        "日期", "时间", "BTC", "ETH", "SOL", "27币涨跌幅总和"
+    ]  # fmt: skip
+    assert len(table) == 48
+    at_0430 = next(r for r in table if r["时间"] == "04:30")
+    assert at_0430["ETH"] == "", "a missing value is an empty cell, never a zero"
+    for png in ("curve", "day_table"):
+        assert (folder / f"{png}_{DAY}.png").read_bytes().startswith(PNG)
+
+
+def test_day_export_metadata_shows_counts_preview_and_charts(one_day: Pipeline) -> None:
+    event = one_day.instance.get_latest_materialization_event(AssetKey("day_exports"))
+    materialization = event.asset_materialization
+    assert materialization.partition == DAY
+    meta = materialization.metadata
+    assert meta["full_rows"].value == 48 * 3 - 3 and meta["missing_rows"].value == 51
+    assert meta["curve"].value.startswith("![27-coin sum](data:image/png;base64,")
+    assert meta["day_table"].value.startswith("![day table](data:image/png;base64,")
+    assert "| 日期 | 时间 | 时间戳 | 27币涨跌幅总和 | 报告币数 |" in meta["sums_preview"].value
+
+
+def test_range_run_names_its_metadata_for_the_range(pipeline: Pipeline) -> None:
+    for day in ("2026-01-05", "2026-01-06"):
+        run_slots([beijing(f"{day} 00:00"), beijing(f"{day} 00:30")], pipeline.instance)
+    assert export_range(date(2026, 1, 5), date(2026, 1, 6), pipeline.instance).success
+    event = pipeline.instance.get_latest_materialization_event(AssetKey("day_exports"))
+    meta = event.asset_materialization.metadata
+    assert meta["range_days"].value == 2 and meta["range_sum_rows"].value == 4
+    assert meta["range_curve"].value.startswith("![27-coin sum over the range](data:image/png")
+    assert not {"full_rows", "curve"} & set(meta), "day-level names only on one-day runs"
+
+
+def test_views_answer_the_common_questions(one_day: Pipeline) -> None:
+    q = one_day.query
+    assert q("SELECT count(*) FROM day_table") == [(48,)]
+    assert q("SELECT ETH FROM day_table WHERE slot_time = '04:30'") == [(None,)]
+    assert q(
+        "SELECT count(*) FROM day_table d JOIN coin_prices p USING (slot_start) "
+        "WHERE p.coin = 'SOL' AND d.SOL = p.pct_change"
+    ) == [(48,)]
+    assert q("SELECT * EXCLUDE (trade_date) FROM daily_coverage") == [
+        (48, 0, 48 * 3 - 3, 51, 0, 3, 0, 0, 48)  # NOPE is never there: no slot is complete
+    ]
+    assert q(f"SELECT count(*) FROM sums_between('{DAY}', '{DAY}')") == [(48,)]
+    assert q("SELECT count(*), min(slot_time) FROM latest_slot") == [(3, "23:30")]
+
+
+def test_status_and_range_export_commands(
+    one_day: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    printed = capsys.readouterr().out
+    assert f"{DAY}            48              48               0" in printed
+    assert "1 day(s); 0 of 48 stored slots complete; newest slot 2026-01-05 23:30" in printed
+
+    assert main(["export", "--from", DAY, "--to", DAY, "--out", str(tmp_path / "out")]) == 0
+    assert len(read_csv(tmp_path / "out" / f"full_{DAY}.csv")) == 48 * 3 - 3
+    assert main(["export", "--from", "2026-01-06", "--to", DAY]) == 2
+    assert "before --from" in capsys.readouterr().err
+
+
+def test_backfill_prints_a_progress_bar(one_day: Pipeline, capsys: pytest.CaptureFixture) -> None:
+    capsys.readouterr()
+    assert main(["backfill", "--from", DAY, "--to", DAY]) == 0
+    assert "[########################] 48/48 slots (100%)" in capsys.readouterr().out
+
+
+def test_sensor_requests_exports_for_exactly_the_days_whose_slots_changed(
+    pipeline: Pipeline,
+) -> None:
+    cursor = None
+
+    def requested() -> set[str | None]:
+        nonlocal cursor
+        result = evaluate_automation_conditions(
+            defs=defs, instance=pipeline.instance, cursor=cursor
+        )
+        cursor = result.cursor
+        return set(result.get_requested_partitions(AssetKey("day_exports")))
+
+    requested()  # the first evaluation only records where things stand
+    run_slots([beijing("2026-01-05 10:00")], pipeline.instance)
+    run_slots([beijing("2026-01-07 10:00")], pipeline.instance)
+    assert requested() == {"2026-01-05", "2026-01-07"}
+    assert export_range(date(2026, 1, 5), date(2026, 1, 7), pipeline.instance).success
+    assert requested() == set(), "exported days are not asked for again"
+
+
+def test_every_ready_query_in_the_readme_runs(one_day: Pipeline) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme[readme.index("-- 1. ") :]
+    queries = [q.strip() for q in block[: block.index("```")].split(";") if q.strip()]
+    assert len(queries) == 12
+    for query in queries:
+        one_day.query(query)  # raises on any error
