@@ -130,9 +130,9 @@ EXPORT_WHEN_SLOTS_CHANGE = (
     group_name="coinsum",
     kinds={"csv", "png"},
     description=(
-        "Per Beijing day, in COINSUM_EXPORTS/<day>/: the CSVs of SPEC (full data, 27-coin sums, "
-        "missing values; UTF-8 with BOM, Chinese headers), the 48 x 27 day table as CSV and as a "
-        "colour-scaled image, and the curve of the 27-coin sum. Re-exported when the day's slots "
+        "Per Beijing day, in COINSUM_EXPORTS/YYYY-MM-DD/: the CSVs of SPEC (full data, 27-coin "
+        "sums, missing values; UTF-8 with BOM, Chinese headers), the 48 x 27 day table as CSV and "
+        "as a colour-scaled image, and the curve of the 27-coin sum. Re-exported when its slots "
         "change. A run over several days also draws the curve of the whole range."
     ),
 )
