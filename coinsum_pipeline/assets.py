@@ -45,6 +45,7 @@ SLOT_PARTITIONS = slot_partitions()
 # 288 slots = 6 days: one 300-row candle page per coin per run, the fewest requests possible.
 SLOTS_PER_RUN = 288
 OKX_POOL = "okx"
+OWNERS = ["team:coinsum-data"]
 # A run tagged with this reports fetch failures at once instead of retrying the step.
 FAIL_FAST_TAG = "coinsum/fail_fast"
 
@@ -57,6 +58,7 @@ FAIL_FAST_TAG = "coinsum/fail_fast"
     ),
     pool=OKX_POOL,
     group_name="coinsum",
+    owners=OWNERS,
     kinds={"duckdb", "python"},
     tags={"source": "okx"},
     description=(
@@ -85,14 +87,15 @@ def basket_slots(
         replace_slots(conn, slots[0], slots[-1], tables)
 
     reasons = Counter(tables.missing["reason"])
+    # Dagster copies a ranged run's metadata onto every slot of the range: named for the range.
     metadata: dict[str, object] = {
-        "slots": len(slots),
-        "values": len(tables.prices),
-        "missing_values": len(tables.missing),
-        "missing_by_reason": MetadataValue.json(dict(reasons)),
-        "okx_requests": MetadataValue.json(okx.client.requests_made),
+        "range_slots": len(slots),
+        "range_values": len(tables.prices),
+        "range_missing_values": len(tables.missing),
+        "range_missing_by_reason": MetadataValue.json(dict(reasons)),
+        "range_okx_requests": MetadataValue.json(okx.client.requests_made),
     }
-    if len(slots) == 1:
+    if len(slots) == 1:  # the slot's own numbers, which Dagster plots over time
         row = tables.sums.iloc[0]
         metadata["coins_reported"] = int(row["coins_reported"])
         if row["coins_reported"]:
@@ -128,6 +131,7 @@ EXPORT_WHEN_SLOTS_CHANGE = (
     backfill_policy=BackfillPolicy.single_run(),
     automation_condition=EXPORT_WHEN_SLOTS_CHANGE,
     group_name="coinsum",
+    owners=OWNERS,
     kinds={"csv", "png"},
     description=(
         "Per Beijing day, in COINSUM_EXPORTS/YYYY-MM-DD/: the CSVs of SPEC (full data, 27-coin "

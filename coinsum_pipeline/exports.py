@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
@@ -50,7 +50,7 @@ class Export:
     files: dict[str, Path]
     rows: dict[str, int]
     sums: pd.DataFrame  # 日期, 时间, 时间戳, 27币涨跌幅总和, 报告币数: for previews
-    day_table: pd.DataFrame | None  # for a single day only
+    day_table: pd.DataFrame  # the day tables of every day, stacked
 
 
 def read_export(
@@ -66,7 +66,7 @@ def read_day_table(
     """The 48 x coins table of one day's % changes, plus the sum, one row per stored slot."""
     frame = read_export(conn, "full", day, day)
     table = frame.pivot_table(index="时间", columns="币种", values="涨跌幅", aggfunc="first")
-    table = table.reindex(columns=[c for c in coins if c in table.columns])
+    table = table.reindex(columns=list(coins))  # every basket coin, even one with no value
     sums = read_export(conn, "sum", day, day).set_index("时间")[SUM_HEADER]
     table = table.reindex(sums.index)
     table[SUM_HEADER] = sums
@@ -101,8 +101,9 @@ def export_days(
 ) -> Export:
     """Write the CSVs and charts of days ``first``..``last`` into ``folder``.
 
-    One day gets its day table (CSV and colour image) and its 48-point curve; a range gets the
-    curve over all its slots with the day boundaries marked.
+    Every export has the full data, sums, missing values and day tables (a range's stacked day
+    by day) as CSV, and the curve (a range's with day boundaries marked); one day also gets the
+    colour image of its day table.
     """
     stem = first.isoformat() if first == last else f"{first.isoformat()}_{last.isoformat()}"
     title = first.isoformat() if first == last else f"{first.isoformat()} .. {last.isoformat()}"
@@ -119,10 +120,11 @@ def export_days(
         folder / f"curve_{stem}.png",
         title=title,
     )
-    day_table = None
-    if first == last:
-        day_table = read_day_table(conn, first, coins)
-        files["day_table"] = write_csv(day_table, folder / f"day_table_{stem}.csv")
+    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    day_table = pd.concat([read_day_table(conn, day, coins) for day in days], ignore_index=True)
+    files["day_table"] = write_csv(day_table, folder / f"day_table_{stem}.csv")
+    rows["day_table"] = len(day_table)
+    if first == last:  # a colour grid of 48 rows reads well; of hundreds, it does not
         body = day_table.set_index("时间")
         files["day_table_image"] = render_day_table(
             body.drop(columns=["日期", SUM_HEADER]),
@@ -130,7 +132,6 @@ def export_days(
             folder / f"day_table_{stem}.png",
             title=title,
         )
-        rows["day_table"] = len(day_table)
     return Export(folder, files, rows, frames["sum"], day_table)
 
 

@@ -84,11 +84,12 @@ def test_day_exports_match_the_database_with_specs_headers(one_day: Pipeline) ->
 
     table = read_csv(folder / f"day_table_{DAY}.csv")
     assert header(folder / f"day_table_{DAY}.csv") == [
-        "日期", "时间", "BTC", "ETH", "SOL", "27币涨跌幅总和"
+        "日期", "时间", "BTC", "ETH", "SOL", "NOPE", "27币涨跌幅总和"
     ]  # fmt: skip
     assert len(table) == 48
     at_0430 = next(r for r in table if r["时间"] == "04:30")
     assert at_0430["ETH"] == "", "a missing value is an empty cell, never a zero"
+    assert {r["NOPE"] for r in table} == {""}, "a coin OKX does not list keeps its column"
     for png in ("curve", "day_table"):
         assert (folder / f"{png}_{DAY}.png").read_bytes().startswith(PNG)
 

@@ -84,6 +84,7 @@ def test_first_users_range_fills_every_slot_exactly(pipeline: Pipeline) -> None:
     whole = pipeline.exports / "ranges"
     assert len(read_csv(whole / "full_2026-01-03_2026-01-16.csv")) == 18_144
     assert len(read_csv(whole / "sum_2026-01-03_2026-01-16.csv")) == 672
+    assert len(read_csv(whole / "day_table_2026-01-03_2026-01-16.csv")) == 672
     assert (whole / "curve_2026-01-03_2026-01-16.png").read_bytes().startswith(PNG)
 
 
