@@ -34,6 +34,12 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
+def _days(command: argparse.ArgumentParser, required: bool) -> None:
+    """--from/--to, Beijing calendar days, inclusive."""
+    for flag, dest in (("--from", "first"), ("--to", "last")):
+        command.add_argument(flag, dest=dest, type=_day, required=required, metavar="YYYY-MM-DD")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coinsum", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -43,8 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Materialize the slots of Beijing days FROM..TO (inclusive) through Dagster; "
         "the runs appear in the UI. Exits 1 if any slot could not be fetched.",
     )
-    run.add_argument("--from", dest="first", type=_day, required=True, metavar="YYYY-MM-DD")
-    run.add_argument("--to", dest="last", type=_day, required=True, metavar="YYYY-MM-DD")
+    _days(run, required=True)
     run.add_argument(
         "--fail-fast",
         action="store_true",
@@ -53,11 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     export = commands.add_parser(
         "export",
         help="write the CSVs (UTF-8 with BOM, SPEC's Chinese headers) and the curve of a range",
-        description="Write full data, sums and missing values of Beijing days FROM..TO as CSV, "
-        "and the curve of the 27-coin sum as PNG, from the readers' snapshot.",
+        description="Write full data, sums, missing values and the day tables of Beijing days "
+        "FROM..TO as CSV, and the curve of the 27-coin sum as PNG, from the readers' snapshot.",
     )
-    export.add_argument("--from", dest="first", type=_day, required=True, metavar="YYYY-MM-DD")
-    export.add_argument("--to", dest="last", type=_day, required=True, metavar="YYYY-MM-DD")
+    _days(export, required=True)
     export.add_argument(
         "--out", type=Path, default=None, help="folder (default: COINSUM_EXPORTS/ranges)"
     )
@@ -65,13 +69,13 @@ def _parser() -> argparse.ArgumentParser:
         "status",
         help="coverage per Beijing day: slots stored and complete, missing values by reason",
     )
-    status.add_argument("--from", dest="first", type=_day, default=None, metavar="YYYY-MM-DD")
-    status.add_argument("--to", dest="last", type=_day, default=None, metavar="YYYY-MM-DD")
+    _days(status, required=False)
     sql = commands.add_parser(
         "sql",
         help="run a SQL query on the readers' snapshot of the DuckDB file and print the result",
         description="Run QUERY on the readers' snapshot of COINSUM_DB (*.read.duckdb, refreshed "
-        "after every write) and print the rows. Tables: coin_prices, coin_sum, missing_values.",
+        "after every write) and print the rows. Tables: coin_prices, coin_sum, missing_values; "
+        "views: day_table, slot_sums, daily_coverage, latest_slot, sums_between(first, last).",
     )
     sql.add_argument("query")
     commands.add_parser(
