@@ -41,6 +41,7 @@ class Pipeline:
     instance: DagsterInstance
     db: Path
     exports: Path
+    printed: str = ""  # what a command run while setting it up printed
 
     def query(self, sql: str, params: list | None = None) -> list[tuple]:
         with duckdb.connect(str(self.db), read_only=True) as conn:

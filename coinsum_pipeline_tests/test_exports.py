@@ -3,18 +3,23 @@ and `coinsum export`, and the sensor that keeps each day's exports current."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
+from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, evaluate_automation_conditions
+from dagster import AssetKey, DagsterInstance, evaluate_automation_conditions
 
 from coinsum_pipeline.backfill import export_range, run_slots
 from coinsum_pipeline.cli import main
 from coinsum_pipeline.definitions import defs
 from coinsum_pipeline.partitions import epoch_ms
+from coinsum_pipeline.settings import dagster_home
 from coinsum_pipeline_tests.conftest import Pipeline, beijing
+from coinsum_pipeline_tests.fake_okx import FakeOKX
 
 PNG = b"\x89PNG\r\n\x1a\n"
 BOM = b"\xef\xbb\xbf"
@@ -39,13 +44,26 @@ def header(path: Path) -> list[str]:
         return next(csv.reader(handle))
 
 
-@pytest.fixture
-def one_day(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> Pipeline:
-    """A day backfilled through the CLI (which exports it), with a gap and an unknown coin."""
-    monkeypatch.setenv("COINSUM_COINS", "BTC,ETH,SOL,NOPE")
-    pipeline.okx.gaps["ETH-USDT-SWAP"] = [(epoch_ms(GAP[0]), epoch_ms(GAP[1]))]
-    assert main(["backfill", "--from", DAY, "--to", DAY]) == 0
-    return pipeline
+@pytest.fixture(scope="module")
+def one_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    """A day backfilled once through the CLI (which exports it), with a gap and an unknown
+    coin, shared by the tests that only read it; its output is kept in ``printed``."""
+    home = tmp_path_factory.mktemp("one_day")
+    with pytest.MonkeyPatch.context() as env, FakeOKX() as okx:
+        env.setenv("OKX_BASE_URL", okx.url)
+        env.setenv("DAGSTER_HOME", str(home / "dagster_home"))
+        env.setenv("COINSUM_DB", str(home / "coinsum.duckdb"))
+        env.setenv("COINSUM_EXPORTS", str(home / "exports"))
+        env.setenv("COINSUM_COINS", "BTC,ETH,SOL,NOPE")
+        okx.gaps["ETH-USDT-SWAP"] = [(epoch_ms(GAP[0]), epoch_ms(GAP[1]))]
+        dagster_home()
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            assert main(["backfill", "--from", DAY, "--to", DAY]) == 0
+        with DagsterInstance.get() as instance:
+            day = Pipeline(okx, instance, home / "coinsum.duckdb", home / "exports")
+            day.printed = output.getvalue()
+            yield day
 
 
 def test_day_exports_match_the_database_with_specs_headers(one_day: Pipeline) -> None:
@@ -134,7 +152,6 @@ def test_views_answer_the_common_questions(one_day: Pipeline) -> None:
 def test_status_and_range_export_commands(
     one_day: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    capsys.readouterr()
     assert main(["status"]) == 0
     printed = capsys.readouterr().out
     assert f"{DAY}            48              48               0" in printed
@@ -146,10 +163,8 @@ def test_status_and_range_export_commands(
     assert "before --from" in capsys.readouterr().err
 
 
-def test_backfill_prints_a_progress_bar(one_day: Pipeline, capsys: pytest.CaptureFixture) -> None:
-    capsys.readouterr()
-    assert main(["backfill", "--from", DAY, "--to", DAY]) == 0
-    assert "[########################] 48/48 slots (100%)" in capsys.readouterr().out
+def test_backfill_prints_a_progress_bar(one_day: Pipeline) -> None:
+    assert "[########################] 48/48 slots (100%)" in one_day.printed
 
 
 def test_sensor_requests_exports_for_exactly_the_days_whose_slots_changed(
