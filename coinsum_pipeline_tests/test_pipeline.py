@@ -70,8 +70,10 @@ def test_first_users_range_fills_every_slot_exactly(pipeline: Pipeline) -> None:
     assert pipeline.query("SELECT count(*), bool_and(complete) FROM coin_sum") == [(672, True)]
     assert pipeline.query("SELECT count(*) FROM missing_values") == [(0,)]
     assert len(pipeline.instance.get_materialized_partitions(SLOTS)) == 672
-    # One candle page of 300 per coin per run of 288 slots, plus one instruments call per run.
-    assert pipeline.okx.request_count(HISTORY_CANDLES) == 27 * 3
+    # One candle page of 300 per coin per run of 288 slots. On a loaded machine a request can
+    # reach the server late enough to meet its rate limit; it is retried, and counted here.
+    pages = pipeline.okx.request_count(HISTORY_CANDLES)
+    assert 27 * 3 <= pages <= 27 * 3 + pipeline.okx.rate_limited
 
     assert export_range(date(2026, 1, 3), date(2026, 1, 16), pipeline.instance).success
     days = sorted(p for p in pipeline.exports.iterdir() if p.name != "ranges")
