@@ -76,7 +76,8 @@ def render_day_table(changes: pd.DataFrame, sums: pd.Series, path: Path, title: 
     _annotate(ax_sum, column, fontsize=6.5)
     ax_sum.set_xticks([0], ["sum"], fontsize=8)
     ax_sum.set_yticks([])
-    fig.tight_layout()
+    # Fixed margins: tight_layout would draw the 1,300 labels twice (it doubles the time).
+    fig.subplots_adjust(left=0.04, right=0.99, top=0.97, bottom=0.05, wspace=0.03)
     return _save(fig, path)
 
 
