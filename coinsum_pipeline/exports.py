@@ -50,7 +50,6 @@ class Export:
     files: dict[str, Path]
     rows: dict[str, int]
     sums: pd.DataFrame  # 日期, 时间, 时间戳, 27币涨跌幅总和, 报告币数: for previews
-    day_table: pd.DataFrame  # the day tables of every day, stacked
 
 
 def read_export(
@@ -132,7 +131,7 @@ def export_days(
             folder / f"day_table_{stem}.png",
             title=title,
         )
-    return Export(folder, files, rows, frames["sum"], day_table)
+    return Export(folder, files, rows, frames["sum"])
 
 
 class ExportFolder(ConfigurableResource):
