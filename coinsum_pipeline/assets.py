@@ -9,8 +9,8 @@ transaction means a slot is never half-written across tables.
 
 import warnings
 from collections import Counter
+from datetime import timedelta
 
-import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AutomationCondition,
@@ -33,7 +33,7 @@ from coinsum_pipeline.compute import compute_slot_tables
 from coinsum_pipeline.exports import ExportFolder, export_days, markdown_table
 from coinsum_pipeline.fetch import FETCH_FAILED, fetch_basket
 from coinsum_pipeline.okx import OKXResource
-from coinsum_pipeline.partitions import slot_partitions, slots_in, start_date
+from coinsum_pipeline.partitions import days_in, slot_partitions, slots_in, start_date
 from coinsum_pipeline.storage import CoinsumDatabase, connect_snapshot, replace_slots
 
 # Backfill policies (how Dagster runs a range as one run) and partitioned asset checks (checks
@@ -147,7 +147,7 @@ def day_exports(
     exports: ExportFolder,
 ) -> MaterializeResult:
     window = context.partition_time_window
-    days = [d.date() for d in pd.date_range(window.start.date(), window.end.date())][:-1]
+    days = days_in(window.start.date(), (window.end - timedelta(days=1)).date())
     coins = basket.symbols()
     with connect_snapshot(duckdb.database) as conn:
         written = [export_days(conn, day, day, exports.day(day), coins) for day in days]

@@ -27,6 +27,7 @@ from coinsum_pipeline.partitions import (
     DateError,
     current_slot,
     day_start,
+    days_in,
     slot_key,
     slots_in,
     start_date,
@@ -52,8 +53,7 @@ class RunOutcome:
 
 def plan(first: date, last: date, now: datetime) -> list[list[datetime]]:
     """The slots of Beijing days ``first``..``last``, up to the running slot, cut into runs."""
-    if last < first:
-        raise DateError(f"--to {last} is before --from {first}: give the earlier date first.")
+    days_in(first, last)  # refuses a reversed range
     if first < start_date():
         raise DateError(
             f"--from {first} is before the first partition day {start_date()}: start later, or "
@@ -83,7 +83,7 @@ def run_slots(
 
 def export_range(first: date, last: date, instance: DagsterInstance) -> RunOutcome:
     """Write the exports of days ``first``..``last`` as one run of ``day_exports``."""
-    days = (last - first).days + 1
+    days = len(days_in(first, last))
     return _execute(exports_job.name, first.isoformat(), last.isoformat(), days, instance, {})
 
 

@@ -21,6 +21,7 @@ from coinsum_pipeline.partitions import (
     DateError,
     current_slot,
     day_start,
+    days_in,
     parse_day,
 )
 from coinsum_pipeline.settings import PROJECT_ROOT, dagster_home, value
@@ -154,8 +155,7 @@ def progress_bar(done: int, total: int, width: int = 24) -> str:
 
 def _export(first: date, last: date, folder: Path | None) -> int:
     """A range export from the readers' snapshot: no Dagster run, no wait for one."""
-    if last < first:
-        raise DateError(f"--to {last} is before --from {first}: give the earlier date first.")
+    days_in(first, last)  # refuses a reversed range before anything is read
     target = folder or Path(value("COINSUM_EXPORTS")) / "ranges"
     coins = parse_basket(value("COINSUM_COINS"))
     with connect_snapshot(value("COINSUM_DB")) as conn:

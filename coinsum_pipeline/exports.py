@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -21,6 +21,7 @@ import pandas as pd
 from dagster import ConfigurableResource
 
 from coinsum_pipeline.charts import render_curve, render_day_table
+from coinsum_pipeline.partitions import days_in
 
 SUM_HEADER = "27币涨跌幅总和"
 QUERIES = {
@@ -119,7 +120,7 @@ def export_days(
         folder / f"curve_{stem}.png",
         title=title,
     )
-    days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
+    days = days_in(first, last)
     day_table = pd.concat([read_day_table(conn, day, coins) for day in days], ignore_index=True)
     files["day_table"] = write_csv(day_table, folder / f"day_table_{stem}.csv")
     rows["day_table"] = len(day_table)

@@ -41,6 +41,13 @@ def start_date() -> date:
     return parse_day(value("COINSUM_START"), "COINSUM_START")
 
 
+def days_in(first: date, last: date) -> list[date]:
+    """The Beijing days ``first``..``last``, inclusive; a reversed range is refused, saying so."""
+    if last < first:
+        raise DateError(f"--to {last} is before --from {first}: give the earlier date first.")
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
+
+
 def day_start(day: date) -> datetime:
     """00:00 Beijing time of a calendar day, as an aware datetime."""
     return datetime(day.year, day.month, day.day, tzinfo=BEIJING)
