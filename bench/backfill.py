@@ -19,7 +19,7 @@ import resource
 import sys
 import tempfile
 import time
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +54,7 @@ def main() -> None:
 
     from dagster import DagsterInstance
 
+    from coinsum_pipeline import clock
     from coinsum_pipeline.backfill import backfill, export_range, plan
     from coinsum_pipeline.basket import DEFAULT_COINS
     from coinsum_pipeline.fetch import fetch_basket
@@ -63,7 +64,7 @@ def main() -> None:
     from coinsum_pipeline.storage import range_summary
 
     dagster_home()
-    now = datetime.now().astimezone()
+    now = clock.now()
     print(
         f"backfill {first} .. {last}, {len(DEFAULT_COINS)} coins, history page cap "
         f"{args.history_page_cap}, OKX rate limits {dict(RATE_LIMITS)}"

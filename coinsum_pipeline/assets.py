@@ -31,9 +31,10 @@ from coinsum_pipeline.basket import BasketResource
 from coinsum_pipeline.charts import image_markdown
 from coinsum_pipeline.compute import compute_slot_tables
 from coinsum_pipeline.exports import ExportFolder, export_days, markdown_table
-from coinsum_pipeline.fetch import FETCH_FAILED, fetch_basket
+from coinsum_pipeline.fetch import fetch_basket
 from coinsum_pipeline.okx import OKXResource
 from coinsum_pipeline.partitions import days_in, slot_partitions, slots_in, start_date
+from coinsum_pipeline.reasons import MissingReason
 from coinsum_pipeline.storage import CoinsumDatabase, connect_snapshot, replace_slots
 
 # Backfill policies (how Dagster runs a range as one run) and partitioned asset checks (checks
@@ -100,7 +101,7 @@ def basket_slots(
         metadata["coins_reported"] = int(row["coins_reported"])
         if row["coins_reported"]:
             metadata["sum_pct"] = float(row["sum_pct"])
-    failed = sorted(c for c, got in fetched.items() if got.failure == FETCH_FAILED)
+    failed = sorted(c for c, got in fetched.items() if got.failure == MissingReason.FETCH_FAILED)
     if failed:
         raise Failure(
             description=(

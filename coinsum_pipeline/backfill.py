@@ -14,13 +14,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
-from dagster._core.storage.tags import (
-    ASSET_PARTITION_RANGE_END_TAG,
-    ASSET_PARTITION_RANGE_START_TAG,
-    PARTITION_NAME_TAG,
-)
 
 from coinsum_pipeline.assets import FAIL_FAST_TAG, SLOTS_PER_RUN
+from coinsum_pipeline.dagster_private import partition_tags
 from coinsum_pipeline.definitions import defs
 from coinsum_pipeline.partitions import (
     SLOT,
@@ -95,13 +91,7 @@ def _execute(
         run_config=QUIET_LOGS,
         raise_on_error=False,
         tags={
-            # One partition runs as that partition (as the schedule's runs do), so its checks
-            # record their result on it; more run as a range.
-            **(
-                {PARTITION_NAME_TAG: first}
-                if first == last
-                else {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
-            ),
+            **partition_tags(first, last),
             LAUNCHED_BY_TAG: "coinsum backfill",
             PID_TAG: f"{socket.gethostname()}:{os.getpid()}",
             **tags,

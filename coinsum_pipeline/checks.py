@@ -32,6 +32,7 @@ from dagster import (
     define_asset_job,
 )
 
+from coinsum_pipeline import clock
 from coinsum_pipeline.assets import SLOT_PARTITIONS, basket_slots
 from coinsum_pipeline.basket import BasketResource, swap_inst_id
 from coinsum_pipeline.okx import OKXError, OKXResource
@@ -248,7 +249,7 @@ def base_matches_okx(
     def judge(stored: list[StoredSlot]) -> Iterator[Verdict]:
         days = sorted({s.slot.date() for s in stored})
         daily = _okx_daily(okx, coins, days)
-        today = datetime.now(BEIJING).date()
+        today = clock.now().date()
         sod = _sod_utc8(okx, coins) if today in days else {}
         for s in stored:
             yield base_matches(
@@ -295,7 +296,7 @@ def newest_slot_fresh(context: AssetCheckExecutionContext) -> AssetCheckResult:
     if not keys:
         return AssetCheckResult(passed=False, description="no slot has been collected yet")
     newest = max(keys)
-    age = datetime.now(BEIJING) - slot_of_key(newest)
+    age = clock.now() - slot_of_key(newest)
     minutes = age.total_seconds() / 60
     return AssetCheckResult(
         passed=age <= FRESHNESS_LIMIT,

@@ -8,11 +8,12 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date
 from pathlib import Path
 
 import duckdb
 
+from coinsum_pipeline import clock
 from coinsum_pipeline.basket import BasketError, parse_basket, swap_inst_id
 from coinsum_pipeline.exports import export_days
 from coinsum_pipeline.okx import OKXClient, OKXError, OKXUnavailable
@@ -93,7 +94,7 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
     from coinsum_pipeline.backfill import backfill, export_range, plan
 
     coins = parse_basket(value("COINSUM_COINS"))  # a typo stops here, not in every run
-    now = datetime.now().astimezone()
+    now = clock.now()
     total = sum(len(run) for run in plan(first, last, now))
     home = dagster_home()
     print(f"coinsum backfill {first} .. {last}: {total} slots, Dagster instance {home}")

@@ -17,10 +17,7 @@ import pandas as pd
 from coinsum_pipeline.basket import swap_inst_id
 from coinsum_pipeline.fetch import CoinFetch
 from coinsum_pipeline.partitions import day_start, epoch_ms
-
-NOT_LISTED = "not_listed"
-NO_CANDLE = "no_candle"
-NO_BASE = "no_base"
+from coinsum_pipeline.reasons import MissingReason, no_base_detail
 
 SLOT_COLUMNS = ["slot_start", "trade_date", "slot_time", "slot_ts_ms"]
 PRICE_COLUMNS = [*SLOT_COLUMNS, "coin", "inst_id", "base_price", "price", "pct_change"]
@@ -46,12 +43,12 @@ def _slot_fields(slot: datetime) -> list[object]:
     return [slot.replace(tzinfo=None), slot.date(), slot.strftime("%H:%M"), epoch_ms(slot)]
 
 
-def _missing_reason(slot_ms: int, fetched: CoinFetch) -> tuple[str, str]:
+def _missing_reason(slot_ms: int, fetched: CoinFetch) -> tuple[MissingReason, str]:
     if fetched.failure:
         return fetched.failure, fetched.detail
     if fetched.list_time_ms is not None and slot_ms < fetched.list_time_ms:
-        return NOT_LISTED, f"listed at ts {fetched.list_time_ms}"
-    return NO_CANDLE, "OKX has no 30m candle at this slot"
+        return MissingReason.NOT_LISTED, f"listed at ts {fetched.list_time_ms}"
+    return MissingReason.NO_CANDLE, "OKX has no 30m candle at this slot"
 
 
 def compute_slot_tables(
@@ -77,8 +74,8 @@ def compute_slot_tables(
             if candle is None:
                 missing.append([*fields, coin, *_missing_reason(slot_ms, got)])
             elif base is None:
-                why = _missing_reason(base_ms, got)
-                missing.append([*fields, coin, NO_BASE, f"00:00 price missing: {why[0]}"])
+                why, _ = _missing_reason(base_ms, got)
+                missing.append([*fields, coin, MissingReason.NO_BASE, no_base_detail(why)])
             else:
                 change = pct_change(candle.open, base.open)
                 changes.append(change)

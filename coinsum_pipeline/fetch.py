@@ -18,12 +18,13 @@ from typing import TypeVar
 from coinsum_pipeline.basket import swap_inst_id
 from coinsum_pipeline.okx import Candle, OKXClient, OKXError, UnknownInstrument
 from coinsum_pipeline.partitions import SLOT_MS, day_start, epoch_ms
+from coinsum_pipeline.reasons import MissingReason
+
+UNKNOWN = MissingReason.UNKNOWN_INSTRUMENT
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-FETCH_FAILED = "fetch_failed"
-UNKNOWN = "unknown_instrument"
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class CoinFetch:
 
     candles: Mapping[int, Candle] = field(default_factory=dict)
     list_time_ms: int | None = None
-    failure: str | None = None
+    failure: MissingReason | None = None
     detail: str = ""
 
 
@@ -59,7 +60,9 @@ def fetch_basket(
             return CoinFetch(failure=UNKNOWN, detail=str(exc))
         except OKXError as exc:
             log.warning("fetching %s failed: %s", inst_id, exc)
-            return CoinFetch(list_time_ms=list_time, failure=FETCH_FAILED, detail=str(exc))
+            return CoinFetch(
+                list_time_ms=list_time, failure=MissingReason.FETCH_FAILED, detail=str(exc)
+            )
         return CoinFetch(candles={c.ts: c for c in candles}, list_time_ms=list_time)
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(coins)))) as pool:

@@ -7,7 +7,6 @@ point it at a local stand-in, but no behaviour depends on which server answers.
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pydantic import PrivateAttr
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
+from coinsum_pipeline import clock
 from coinsum_pipeline.ratelimit import shared_limiter
 
 CANDLES = "/api/v5/market/candles"
@@ -185,7 +185,7 @@ class OKXClient:
         beyond it, falling back to history when ``candles`` comes back empty (a skewed clock).
         """
         bar_ms = BAR_MS[bar]
-        reach_start = (int(time.time() * 1000) // bar_ms - CANDLES_REACH + 2) * bar_ms
+        reach_start = (clock.now_ms() // bar_ms - CANDLES_REACH + 2) * bar_ms
         rows: dict[int, Candle] = {}
         cursor = last_ms + 1
         while cursor > first_ms:

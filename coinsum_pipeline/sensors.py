@@ -1,13 +1,17 @@
-"""Gap repair: re-run recent slots that OKX may now be able to fill.
+"""Gap repair: collect again the recent slots that a later fetch can fill.
 
-OKX sometimes publishes a candle late, and a fetch can fail after all its retries. The sensor
-finds recent slots with ``no_candle`` or ``fetch_failed`` values and requests a run for each,
-within bounds: how far back it looks, how many runs one tick requests, and how many times one
-slot is tried. A slot still empty after its tries stays in ``missing_values``, reported, and is
-not tried again.
+Two kinds of gap. Slots stored with values OKX may still give: ``no_candle`` (OKX publishes a
+candle late), ``fetch_failed`` (OKX kept failing), and ``no_base`` when the day's 00:00 candle
+was one of those. And slots never written at all: the daemon or the machine was down when the
+live schedule should have collected them. The sensor requests a run for each stretch of
+consecutive such slots, within bounds: how far back it looks, how many runs one tick requests,
+and how many times one slot is tried. A slot still empty after its tries stays in
+``missing_values``, reported, and is not tried again.
 """
 
 import json
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 import duckdb
@@ -22,17 +26,30 @@ from dagster import (
     sensor,
 )
 
-from coinsum_pipeline.partitions import BEIJING, slot_key
+from coinsum_pipeline import clock
+from coinsum_pipeline.assets import SLOTS_PER_RUN
+from coinsum_pipeline.dagster_private import partition_tags
+from coinsum_pipeline.partitions import (
+    SLOT,
+    current_slot,
+    day_start,
+    slot_key,
+    slots_in,
+    start_date,
+)
 from coinsum_pipeline.schedules import slots_job
 from coinsum_pipeline.settings import value
-from coinsum_pipeline.storage import repairable_gaps, snapshot_path
+from coinsum_pipeline.storage import snapshot_path, stored_since
 
 LOOKBACK = timedelta(hours=48)
+# A slot is due once it is this old: the live schedule collects it one minute in.
+SETTLE = timedelta(minutes=5)
 RUNS_PER_TICK = 4
 TRIES_PER_SLOT = 3
 TICK_SECONDS = 600  # so a slot is retried at most every 10 minutes
 REPAIR_TAG = "coinsum/gap_repair"
 TRY_TAG = "coinsum/gap_repair_try"
+NEVER_WRITTEN = "never written"
 BUSY = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -41,27 +58,63 @@ BUSY = [
 ]
 
 
+def due_slots(now: datetime) -> list[datetime]:
+    """The slots of the look-back window that live collection should have stored by ``now``."""
+    first = max(current_slot(now - LOOKBACK) + SLOT, day_start(start_date()))
+    return list(slots_in(first, current_slot(now - SETTLE) + SLOT))
+
+
+def _why(reasons: Sequence[str]) -> str:
+    """What a run repairs, for its tag: ``ETH no_candle``, or ``never written (4 slots)``."""
+    if len(reasons) == 1:
+        return reasons[0]
+    return "; ".join(f"{why} ({n} slots)" for why, n in Counter(reasons).items())
+
+
 def plan_repairs(
-    gaps: list[tuple[datetime, str]], tries: dict[str, int]
+    due: Sequence[datetime],
+    stored: set[datetime],
+    gaps: Mapping[datetime, str],
+    tries: Mapping[str, int],
 ) -> tuple[list[RunRequest], dict[str, int], list[str]]:
-    """Run requests for the newest gaps still worth a try, the updated tries, the given-up slots."""
-    requests: list[RunRequest] = []
-    given_up: list[str] = []
+    """Run requests for the newest stretches of consecutive slots still worth a try, the
+    updated tries, and the slots given up.
+
+    ``due`` are aware slots; ``stored`` and ``gaps`` (slot: its coins and reasons) use naive
+    Beijing times, as stored. Only slots that need it are re-run, never a stored good one in
+    between: a repair that met an OKX outage would otherwise overwrite good values.
+    """
     tries = dict(tries)
-    for slot, missing in gaps:
-        key = slot_key(slot.replace(tzinfo=BEIJING))
-        done = tries.get(key, 0)
-        if done >= TRIES_PER_SLOT:
-            given_up.append(key)
+    given_up: list[str] = []
+    stretches: list[list[tuple[datetime, str]]] = []  # newest first, each oldest first
+    for slot in sorted(due, reverse=True):
+        naive = slot.replace(tzinfo=None)
+        if naive in stored and naive not in gaps:
             continue
-        if len(requests) == RUNS_PER_TICK:
+        if tries.get(slot_key(slot), 0) >= TRIES_PER_SLOT:
+            given_up.append(slot_key(slot))
             continue
-        tries[key] = done + 1
+        why = gaps.get(naive, NEVER_WRITTEN)
+        last = stretches[-1] if stretches else None
+        if last and last[0][0] - slot == SLOT and len(last) < SLOTS_PER_RUN:
+            last.insert(0, (slot, why))
+        else:
+            stretches.append([(slot, why)])
+    requests: list[RunRequest] = []
+    for stretch in stretches[:RUNS_PER_TICK]:
+        keys = [slot_key(slot) for slot, _ in stretch]
+        attempt = max(tries.get(key, 0) for key in keys) + 1
+        tries.update({key: tries.get(key, 0) + 1 for key in keys})
+        first, last = keys[0], keys[-1]
         requests.append(
             RunRequest(
-                run_key=f"gap-repair:{key}:{done + 1}",
-                partition_key=key,
-                tags={REPAIR_TAG: missing[:200], TRY_TAG: f"{done + 1}/{TRIES_PER_SLOT}"},
+                run_key=f"gap-repair:{first}..{last}:{attempt}",
+                partition_key=first if first == last else None,
+                tags={
+                    **partition_tags(first, last),
+                    REPAIR_TAG: _why([why for _, why in stretch])[:200],
+                    TRY_TAG: f"{attempt}/{TRIES_PER_SLOT}",
+                },
             )
         )
     return requests, tries, given_up
@@ -72,9 +125,10 @@ def plan_repairs(
     minimum_interval_seconds=TICK_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
-        f"Re-runs slots of the last {LOOKBACK.total_seconds() / 3600:.0f} hours that have "
-        f"no_candle or fetch_failed values: at most {RUNS_PER_TICK} runs a tick, "
-        f"{TRIES_PER_SLOT} tries a slot. Each run's tags say which coins it is for and why."
+        f"Re-runs slots of the last {LOOKBACK.total_seconds() / 3600:.0f} hours that were never "
+        "written (the daemon was down) or have no_candle, fetch_failed or no_base values: at "
+        f"most {RUNS_PER_TICK} runs a tick, {TRIES_PER_SLOT} tries a slot. Each run's tags say "
+        "which slots and coins it is for and why."
     ),
 )
 def gap_repair(context: SensorEvaluationContext) -> SensorResult | SkipReason:
@@ -83,20 +137,24 @@ def gap_repair(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     )
     if busy:
         return SkipReason("a collect_slots run is queued or running; gaps are checked after it")
+    now = clock.now()
+    due = due_slots(now)
+    if not due:
+        return SkipReason("no slot is due yet")
     snapshot = snapshot_path(value("COINSUM_DB"))
-    if not snapshot.exists():
-        return SkipReason(f"no data yet ({snapshot} does not exist)")
-    since = datetime.now(BEIJING) - LOOKBACK
-    with duckdb.connect(str(snapshot), read_only=True) as conn:
-        gaps = repairable_gaps(conn, since)
+    stored: set[datetime] = set()
+    gaps: dict[datetime, str] = {}
+    if snapshot.exists():
+        with duckdb.connect(str(snapshot), read_only=True) as conn:
+            stored, gaps = stored_since(conn, due[0])
     cursor = json.loads(context.cursor or "{}")
-    tries = {k: n for k, n in cursor.items() if k >= slot_key(since)}
-    requests, tries, given_up = plan_repairs(gaps, tries)
+    tries = {k: n for k, n in cursor.items() if k >= slot_key(due[0])}
+    requests, tries, given_up = plan_repairs(due, stored, gaps, tries)
     if given_up:
         context.log.info(f"left reported after {TRIES_PER_SLOT} tries: {', '.join(given_up)}")
     if not requests:
         return SkipReason(
-            f"no gaps to repair since {slot_key(since)}"
+            f"no gaps to repair since {slot_key(due[0])}"
             + (f" ({len(given_up)} slots left reported after their tries)" if given_up else "")
         )
     return SensorResult(run_requests=requests, cursor=json.dumps(tries, sort_keys=True))

@@ -23,6 +23,7 @@ import duckdb
 from dagster_duckdb import DuckDBResource
 
 from coinsum_pipeline.compute import SlotTables
+from coinsum_pipeline.reasons import FILLABLE, MissingReason, repairable_details
 from coinsum_pipeline.views import create_views
 
 SLOT_DDL = """
@@ -236,18 +237,26 @@ class CoinsumDatabase(DuckDBResource):
             publish_snapshot(self.database)
 
 
-REPAIRABLE = ("fetch_failed", "no_candle")
-
-
-def repairable_gaps(conn: duckdb.DuckDBPyConnection, since: datetime) -> list[tuple[datetime, str]]:
-    """Slots from ``since`` on whose missing values a later fetch may fill, newest first, each
-    with its coins and reasons (``ETH no_candle, SOL fetch_failed``)."""
-    return conn.execute(
+def stored_since(
+    conn: duckdb.DuckDBPyConnection, since: datetime
+) -> tuple[set[datetime], dict[datetime, str]]:
+    """The slots stored from ``since`` on, and those whose missing values a later fetch may
+    fill, each with its coins and reasons (``ETH no_candle, SOL no_base``). Slots are naive
+    Beijing wall-clock times, as stored."""
+    bounds = [since.replace(tzinfo=None)]
+    stored = {
+        s
+        for (s,) in conn.execute(
+            "SELECT slot_start FROM coin_sum WHERE slot_start >= ?", bounds
+        ).fetchall()
+    }
+    gaps = conn.execute(
         """
         SELECT slot_start, string_agg(coin || ' ' || reason, ', ' ORDER BY coin)
         FROM missing_values
-        WHERE reason IN ? AND slot_start >= ?
-        GROUP BY slot_start ORDER BY slot_start DESC
+        WHERE slot_start >= ? AND (reason IN ? OR (reason = ? AND detail IN ?))
+        GROUP BY slot_start
         """,
-        [list(REPAIRABLE), since.replace(tzinfo=None)],
+        [*bounds, [str(r) for r in FILLABLE], str(MissingReason.NO_BASE), repairable_details()],
     ).fetchall()
+    return stored, dict(gaps)

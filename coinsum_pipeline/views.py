@@ -16,6 +16,8 @@ from collections.abc import Sequence
 
 import duckdb
 
+from coinsum_pipeline.reasons import MissingReason
+
 SUM_COLUMN = "sum_pct"
 
 
@@ -52,17 +54,17 @@ def create_views(conn: duckdb.DuckDBPyConnection, coins: Sequence[str]) -> None:
         FROM coin_sum
         """
     )
+    by_reason = ",\n".join(
+        f"count(*) FILTER (WHERE reason = {_literal(r)}) AS {r}" for r in MissingReason
+    )
+    reason_columns = ",\n".join(f"coalesce(any_value(m.{r}), 0) AS {r}" for r in MissingReason)
     conn.execute(
-        """
+        f"""
         CREATE OR REPLACE VIEW daily_coverage AS
         WITH missing AS (
             SELECT trade_date,
                    count(*) AS missing_values,
-                   count(*) FILTER (WHERE reason = 'not_listed') AS not_listed,
-                   count(*) FILTER (WHERE reason = 'no_candle') AS no_candle,
-                   count(*) FILTER (WHERE reason = 'no_base') AS no_base,
-                   count(*) FILTER (WHERE reason = 'fetch_failed') AS fetch_failed,
-                   count(*) FILTER (WHERE reason = 'unknown_instrument') AS unknown_instrument
+                   {by_reason}
             FROM missing_values GROUP BY trade_date
         )
         SELECT s.trade_date,
@@ -70,11 +72,7 @@ def create_views(conn: duckdb.DuckDBPyConnection, coins: Sequence[str]) -> None:
                count(*) FILTER (WHERE s.complete) AS slots_complete,
                sum(s.coins_reported)::BIGINT AS coin_values,
                coalesce(any_value(m.missing_values), 0) AS missing_values,
-               coalesce(any_value(m.not_listed), 0) AS not_listed,
-               coalesce(any_value(m.no_candle), 0) AS no_candle,
-               coalesce(any_value(m.no_base), 0) AS no_base,
-               coalesce(any_value(m.fetch_failed), 0) AS fetch_failed,
-               coalesce(any_value(m.unknown_instrument), 0) AS unknown_instrument
+               {reason_columns}
         FROM coin_sum s LEFT JOIN missing m USING (trade_date)
         GROUP BY s.trade_date
         """

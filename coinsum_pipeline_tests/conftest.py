@@ -7,13 +7,14 @@ fake server, so no test can reach the real OKX even by mistake.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import pytest
+import time_machine
 from dagster import DagsterInstance
 
 from coinsum_pipeline.basket import DEFAULT_COINS
@@ -31,6 +32,23 @@ def fake_okx(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOKX]:
     with FakeOKX() as okx:
         monkeypatch.setenv("OKX_BASE_URL", okx.url)
         yield okx
+
+
+@pytest.fixture
+def clock_at() -> Iterator[Callable[[str], datetime]]:
+    """``clock_at("2026-01-10 03:18")`` sets the clock of the whole process (coinsum's, Dagster's,
+    the fake OKX's) to that Beijing time, ticking on from there, until the test ends."""
+    travels: list[time_machine.travel] = []
+
+    def at(text: str) -> datetime:
+        moment = beijing(text)
+        travels.append(time_machine.travel(moment, tick=True))
+        travels[-1].start()
+        return moment
+
+    yield at
+    for travel in reversed(travels):
+        travel.stop()
 
 
 @dataclass

@@ -119,6 +119,8 @@ class FakeOKX:
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
     # instId -> factor on its 1D opens (and sodUtc8): an OKX whose daily series disagrees
     daily_skew: dict[str, float] = field(default_factory=dict)
+    # instId -> factor on its tickers' sodUtc8 alone
+    sod_skew: dict[str, float] = field(default_factory=dict)
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = RETRYABLE_FAULTS
     slow_seconds: float = 1.5
@@ -201,8 +203,9 @@ class FakeOKX:
             )
             if not last or not day:
                 continue
+            sod = _scaled(day[0][1], self.sod_skew.get(inst_id, 1.0))
             rows.append({"instType": "SWAP", "instId": inst_id, "last": last[0][4],
-                         "open24h": day[0][1], "sodUtc8": day[0][1], "sodUtc0": day[0][1],
+                         "open24h": day[0][1], "sodUtc8": sod, "sodUtc0": day[0][1],
                          "ts": str(now)})  # fmt: skip
         return rows
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import pytest
@@ -75,11 +76,21 @@ def test_base_check_is_an_error_when_okx_daily_open_disagrees(pipeline: Pipeline
     assert got[None][1] == "range summary: 0 of 6 slots pass; each slot has its own result"
 
 
-def test_base_check_compares_sodutc8_on_the_current_day(pipeline: Pipeline) -> None:
-    slot = current_slot(datetime.now().astimezone()) - SLOT
-    run_slots([slot], pipeline.instance)
-    assert results(pipeline, "base_matches_okx")[slot_key(slot)][0] is True
+def test_base_check_compares_sodutc8_on_the_current_day(
+    pipeline: Pipeline, clock_at: Callable[[str], datetime]
+) -> None:
+    today = current_slot(clock_at("2026-01-10 00:05"))  # the day's first slot
+    yesterday = today - SLOT
+    run_slots([today], pipeline.instance)
+    assert results(pipeline, "base_matches_okx")[slot_key(today)][0] is True
     assert any(path == "/api/v5/market/tickers" for path, _ in pipeline.okx.requests)
+
+    pipeline.okx.sod_skew["SOL-USDT-SWAP"] = 1.01  # the tickers disagree, the 1D candles do not
+    assert not run_slots([today], pipeline.instance).success, "the check blocks"
+    passed, description, _ = results(pipeline, "base_matches_okx")[slot_key(today)]
+    assert not passed and "SOL: stored" in description and "OKX sodUtc8" in description
+    run_slots([yesterday], pipeline.instance)  # sodUtc8 is today's open: not for yesterday
+    assert results(pipeline, "base_matches_okx")[slot_key(yesterday)][0] is True
 
 
 @pytest.mark.parametrize(("limit", "passes"), [("50", True), ("0.0001", False)])
@@ -96,12 +107,16 @@ def test_extreme_moves_are_flagged_beyond_the_limit(
         assert description.startswith("30-minute move beyond 0.0001%: AAVE ")
 
 
-def test_freshness_fails_when_the_newest_slot_is_old(pipeline: Pipeline) -> None:
+def test_freshness_fails_when_the_newest_slot_is_old(
+    pipeline: Pipeline, clock_at: Callable[[str], datetime]
+) -> None:
+    now = clock_at("2026-01-10 03:18")
     run_slots([beijing("2026-01-05 10:00")], pipeline.instance)
     passed, description, _ = results(pipeline, "newest_slot_fresh")[None]
-    assert not passed and description.startswith("newest slot 2026-01-05-10:00 is ")
+    assert not passed  # 4 days 17 h 18 min, and the seconds the test has taken since
+    assert description.startswith("newest slot 2026-01-05-10:00 is 679"), description
 
-    run_slots([current_slot(datetime.now().astimezone())], pipeline.instance)
+    run_slots([current_slot(now)], pipeline.instance)
     passed, description, _ = results(pipeline, "newest_slot_fresh")[None]
     assert passed, description
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 from dagster import AssetKey, DefaultScheduleStatus, build_schedule_context
 
 from coinsum_pipeline.definitions import defs
-from coinsum_pipeline.partitions import current_slot, slot_key
 from coinsum_pipeline.schedules import live_slots
 from coinsum_pipeline_tests.conftest import beijing
 
@@ -38,14 +39,15 @@ def test_workspace_loads_without_errors(tmp_path: Path) -> None:
     assert "Validation successful" in result.stdout + result.stderr
 
 
-def test_slot_partitions_start_at_first_day_and_include_the_running_slot() -> None:
+def test_slot_partitions_start_at_first_day_and_include_the_running_slot(
+    clock_at: Callable[[str], datetime],
+) -> None:
+    clock_at("2026-01-10 03:18")
     partitions = defs.resolve_assets_def(AssetKey("basket_slots")).partitions_def
     keys = partitions.get_partition_keys()
-    assert keys[0] == "2026-01-03-00:00"
-    assert keys[1] == "2026-01-03-00:30"
-    from datetime import datetime
-
-    assert keys[-1] == slot_key(current_slot(datetime.now().astimezone()))
+    assert keys[:2] == ["2026-01-03-00:00", "2026-01-03-00:30"]
+    assert keys[-1] == "2026-01-10-03:00"
+    assert len(keys) == 7 * 48 + 7
 
 
 def test_live_schedule_targets_the_slot_that_just_started() -> None:
