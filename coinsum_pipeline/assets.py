@@ -35,7 +35,12 @@ from coinsum_pipeline.fetch import fetch_basket
 from coinsum_pipeline.okx import OKXResource
 from coinsum_pipeline.partitions import days_in, slot_partitions, slots_in, start_date
 from coinsum_pipeline.reasons import MissingReason
-from coinsum_pipeline.storage import CoinsumDatabase, connect_snapshot, replace_slots
+from coinsum_pipeline.storage import (
+    CoinsumDatabase,
+    DatabaseHeld,
+    connect_snapshot,
+    replace_slots,
+)
 
 # Backfill policies (how Dagster runs a range as one run) and partitioned asset checks (checks
 # shown per slot) are labelled beta/preview in Dagster 1.13; the notices are noise to users.
@@ -84,8 +89,11 @@ def basket_slots(
     )
     fetched = fetch_basket(okx.client, coins, slots, threads=okx.fetch_threads)
     tables = compute_slot_tables(slots, coins, fetched)
-    with duckdb.write(context.log, coins) as conn:
-        replace_slots(conn, slots[0], slots[-1], tables)
+    try:
+        with duckdb.write(context.log, coins) as conn:
+            replace_slots(conn, slots[0], slots[-1], tables)
+    except DatabaseHeld as held:  # a user's session: retrying the step cannot help
+        raise Failure(description=str(held), allow_retries=False) from held
 
     reasons = Counter(tables.missing["reason"])
     # Dagster copies a ranged run's metadata onto every slot of the range: named for the range.

@@ -29,6 +29,8 @@ from coinsum_pipeline.partitions import (
     start_date,
 )
 from coinsum_pipeline.schedules import exports_job, slots_job
+from coinsum_pipeline.settings import value
+from coinsum_pipeline.storage import probe_writable
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 LAUNCHED_BY_TAG = "coinsum/launched_by"
@@ -147,7 +149,12 @@ def backfill(
     instance: DagsterInstance,
     step_retries: bool = True,
 ) -> Iterator[RunOutcome]:
-    """Run every slot of the range, yielding each run's outcome as it finishes."""
+    """Run every slot of the range, yielding each run's outcome as it finishes.
+
+    Before each run, checks that the DuckDB file can be written (``DatabaseHeld`` if a user's
+    session holds it), so a held file stops the backfill at once instead of failing every run.
+    """
     close_dead_runs(instance)
     for slots in plan(first, last, now):
+        probe_writable(value("COINSUM_DB"))
         yield run_slots(slots, instance, step_retries)

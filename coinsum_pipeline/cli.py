@@ -26,7 +26,12 @@ from coinsum_pipeline.partitions import (
     parse_day,
 )
 from coinsum_pipeline.settings import PROJECT_ROOT, dagster_home, value
-from coinsum_pipeline.storage import StorageError, connect_snapshot, range_summary, writer_lock
+from coinsum_pipeline.storage import (
+    StorageError,
+    connect_snapshot,
+    probe_writable,
+    range_summary,
+)
 
 
 def _day(text: str) -> date:
@@ -99,8 +104,7 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
     home = dagster_home()
     print(f"coinsum backfill {first} .. {last}: {total} slots, Dagster instance {home}")
     print(f"OKX {value('OKX_BASE_URL')}  ->  {value('COINSUM_DB')}", flush=True)
-    with writer_lock(value("COINSUM_DB")):  # an unwritable path stops here too
-        pass
+    probe_writable(value("COINSUM_DB"))  # an unwritable path or a held file stops here too
     swaps = _okx_swaps(value("OKX_BASE_URL"))
     unlisted = [c for c in coins if swap_inst_id(c) not in swaps]
     if unlisted:

@@ -37,6 +37,7 @@ defs = Definitions(
         ),
         "duckdb": CoinsumDatabase(
             database=setting("COINSUM_DB"),
+            wait_seconds=int_setting("COINSUM_DB_WAIT_SECONDS"),
             # A Python variable named like a missing table must never be read as that table.
             connection_config={"python_enable_replacements": False},
         ),

@@ -19,6 +19,8 @@ DEFAULTS: dict[str, str] = {
     "OKX_BASE_URL": "https://www.okx.com",
     "OKX_TIMEOUT_SECONDS": "10",  # per request; a slower answer is retried
     "COINSUM_DB": str(PROJECT_ROOT / "data" / "coinsum.duckdb"),
+    # how long a write waits for a session outside coinsum holding COINSUM_DB, then fails
+    "COINSUM_DB_WAIT_SECONDS": "60",
     "COINSUM_EXPORTS": str(PROJECT_ROOT / "data" / "exports"),  # CSVs and charts, per day
     "COINSUM_COINS": ",".join(DEFAULT_COINS),
     "COINSUM_START": "2026-01-03",  # first Beijing day with partitions

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator, Sequence
@@ -66,6 +67,34 @@ SCHEMA = {
 
 class StorageError(RuntimeError):
     """The DuckDB file cannot be used; the message says which file and what to do."""
+
+
+class DatabaseHeld(StorageError):
+    """Another process (a user's SQL session, not a coinsum writer) holds the DuckDB file.
+
+    Not a transient fault: no retry helps until that session closes, so runs fail at once
+    instead of retrying, and a backfill stops instead of trying its next run.
+    """
+
+
+# DuckDB: 'Could not set lock on file "…": Conflicting lock is held in /usr/bin/python3 (PID 42)'
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def _held(database: str | Path, exc: duckdb.Error, waited: float | None = None) -> DatabaseHeld:
+    found = _HOLDER.search(str(exc))
+    holder = f"PID {found['pid']} ({found['program']})" if found else f"another process ({exc})"
+    after = f" for {waited:.0f} s" if waited else ""
+    return DatabaseHeld(
+        f"{database} is held by {holder}{after}, so coinsum did not write to it: what was "
+        "stored before is unchanged. Close that session; for SQL, open "
+        f"{snapshot_path(database)} instead, which coinsum keeps for readers (`coinsum sql`, "
+        "or duckdb.connect(path, read_only=True)). Then run the same command again."
+    )
+
+
+def _is_lock_conflict(exc: duckdb.Error) -> bool:
+    return "lock" in str(exc).lower()
 
 
 def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
@@ -196,29 +225,46 @@ def connect_waiting(
         try:
             return duckdb.connect(database, read_only=False, config=config)
         except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
+            if not _is_lock_conflict(exc):
                 raise StorageError(f"cannot open the DuckDB file {database}: {exc}") from exc
             if time.monotonic() >= deadline:
-                raise StorageError(
-                    f"{database} stayed held by another process for {wait_seconds:.0f} s, so "
-                    f"this run wrote nothing ({exc}). Close that session: for SQL, open "
-                    f"{snapshot_path(database)} instead, which coinsum keeps for readers."
-                ) from exc
+                raise _held(database, exc, wait_seconds) from exc
             if not announced:
-                log.warning("waiting for %s, held by another process: %s", database, exc)
+                log.warning(
+                    "waiting up to %.0f s for %s, held by another process: %s",
+                    wait_seconds,
+                    database,
+                    exc,
+                )
                 announced = True
             time.sleep(0.5)
+
+
+def probe_writable(database: str) -> None:
+    """Fail now, before any fetch, if ``database`` cannot be written: its folder is not
+    writable, or another process holds the file. Waits for coinsum's own writers, as a run
+    would; creates nothing that does not exist."""
+    with writer_lock(database):
+        if not Path(database).exists():
+            return
+        try:
+            duckdb.connect(database, read_only=False).close()
+        except duckdb.IOException as exc:
+            if _is_lock_conflict(exc):
+                raise _held(database, exc) from exc
+            raise StorageError(f"cannot open the DuckDB file {database}: {exc}") from exc
 
 
 class CoinsumDatabase(DuckDBResource):
     """The DuckDB file (``COINSUM_DB``) and the one safe way to write it.
 
     ``write()`` queues behind other coinsum writers, waits for an outside holder (up to
-    ``wait_seconds``, then fails saying who), creates the tables and views, and publishes the
-    readers' snapshot once the write is committed and checkpointed.
+    ``wait_seconds``, ``COINSUM_DB_WAIT_SECONDS``, then fails with ``DatabaseHeld`` naming
+    it), creates the tables and views, and publishes the readers' snapshot once the write is
+    committed and checkpointed.
     """
 
-    wait_seconds: float = 120.0
+    wait_seconds: int = 60
 
     @contextmanager
     def write(

@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from dagster import DagsterEventType
 
 from coinsum_pipeline.backfill import run_slots
 from coinsum_pipeline.compute import SlotTables, compute_slot_tables
@@ -20,6 +21,7 @@ from coinsum_pipeline.okx import Candle
 from coinsum_pipeline.partitions import SLOT, epoch_ms, slots_in
 from coinsum_pipeline.storage import (
     CoinsumDatabase,
+    DatabaseHeld,
     StorageError,
     ensure_schema,
     replace_slots,
@@ -114,17 +116,19 @@ def test_unwritable_database_path_says_what_to_do() -> None:
 
 HOLD = """
 import sys, time, duckdb
-conn = duckdb.connect(sys.argv[1], read_only=True)
+conn = duckdb.connect(sys.argv[1], read_only=sys.argv[3] == "read_only")
 print(conn.execute("SELECT count(*) FROM coin_sum").fetchone()[0], flush=True)
 time.sleep(float(sys.argv[2]))
 """
 
 
-def hold(path: Path, seconds: float) -> tuple[subprocess.Popen, int]:
-    """Another process holding ``path`` read-only, like a user's SQL session, and the number of
-    slots it saw on opening; returns once the file is open."""
+def hold(path: Path, seconds: float, mode: str = "read_only") -> tuple[subprocess.Popen, int]:
+    """Another process holding ``path`` (``read_only`` or ``read_write``), like a user's SQL
+    session, and the number of slots it saw on opening; returns once the file is open."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLD, str(path), str(seconds)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLD, str(path), str(seconds), mode],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     return proc, int(proc.stdout.readline())
 
@@ -152,15 +156,15 @@ def test_a_reader_on_the_snapshot_never_blocks_a_run(pipeline: Pipeline) -> None
 def test_outside_holder_of_the_main_file_makes_writers_wait_then_fail_clearly(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    db = CoinsumDatabase(database=str(tmp_path / "c.duckdb"), wait_seconds=1.5)
+    db = CoinsumDatabase(database=str(tmp_path / "c.duckdb"), wait_seconds=1)
     log = logging.getLogger("test")
     write_day(db, log)
     holder, _ = hold(tmp_path / "c.duckdb", 120)
     try:
-        with caplog.at_level(logging.WARNING), pytest.raises(StorageError) as failed:
+        with caplog.at_level(logging.WARNING), pytest.raises(DatabaseHeld) as failed:
             write_day(db, log)
         assert f"PID {holder.pid}" in caplog.text, "the wait names who holds the file"
-        assert "stayed held by another process" in str(failed.value)
+        assert f"is held by PID {holder.pid} (" in str(failed.value)
         assert "c.read.duckdb instead" in str(failed.value)
     finally:
         holder.kill()
@@ -179,6 +183,70 @@ def test_writer_proceeds_once_the_outside_holder_lets_go(
     with caplog.at_level(logging.WARNING):
         write_day(db, log)
     holder.wait()
-    assert "waiting for" in caplog.text
+    assert "waiting up to 60 s for" in caplog.text
     with duckdb.connect(str(snapshot_path(db.database)), read_only=True) as conn:
         assert counts(conn) == (48, 48, 48)
+
+
+def test_a_run_on_a_held_file_fails_once_naming_the_holder_without_retries(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the daemon's runs meet: a failed run saying who holds the file, not a run that
+    waits and retries for minutes."""
+    monkeypatch.setenv("COINSUM_DB_WAIT_SECONDS", "1")
+    assert run_slots([beijing("2026-01-05 10:00")], pipeline.instance).success
+    holder, _ = hold(pipeline.db, 120, mode="read_write")
+    try:
+        outcome = run_slots([beijing("2026-01-05 10:30")], pipeline.instance)  # retries allowed
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not outcome.success
+    assert f"is held by PID {holder.pid} (" in outcome.error
+    assert "coinsum.read.duckdb instead" in outcome.error
+    retried = pipeline.instance.all_logs(outcome.run_id, of_type=DagsterEventType.STEP_UP_FOR_RETRY)
+    assert retried == [], "a held file is not a transient fault"
+    assert pipeline.query("SELECT count(*) FROM coin_sum") == [(1,)]
+
+
+def test_backfill_on_a_held_file_exits_at_once_then_fills_the_day_once_it_is_closed(
+    pipeline: Pipeline,
+) -> None:
+    coinsum = [str(Path(sys.executable).parent / "coinsum"), "backfill"]
+    first_day = ["--from", "2026-01-05", "--to", "2026-01-05"]
+    next_day = ["--from", "2026-01-06", "--to", "2026-01-06"]
+    assert subprocess.run([*coinsum, *first_day], capture_output=True).returncode == 0
+    before = table_rows(pipeline.db)
+    holder, _ = hold(pipeline.db, 300, mode="read_write")  # a user's duckdb.connect()
+    try:
+        held = subprocess.run([*coinsum, *next_day], capture_output=True, text=True, timeout=180)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert held.returncode != 0
+    last_lines = held.stderr.strip().splitlines()[-1]
+    assert f"PID {holder.pid}" in last_lines and "coinsum.read.duckdb instead" in last_lines
+    assert table_rows(pipeline.db) == before, "the stored day is exactly as it was"
+
+    assert subprocess.run([*coinsum, *next_day], capture_output=True).returncode == 0
+    after = pipeline.query("SELECT trade_date, count(*) FROM coin_prices GROUP BY 1 ORDER BY 1")
+    assert [(str(day), n) for day, n in after] == [("2026-01-05", 1296), ("2026-01-06", 1296)]
+    assert table_rows(pipeline.db)["2026-01-05"] == before["2026-01-05"]
+
+
+def table_rows(db: Path) -> dict[str, tuple[list, list]]:
+    """Every row of ``coin_prices`` and ``coin_sum`` by Beijing day, as stored."""
+    with duckdb.connect(str(db), read_only=True) as conn:
+        distinct = conn.execute("SELECT DISTINCT trade_date FROM coin_sum").fetchall()
+        days = [str(d) for (d,) in distinct]
+        return {
+            day: (
+                conn.execute(
+                    "SELECT * FROM coin_prices WHERE trade_date = ? ORDER BY ALL", [day]
+                ).fetchall(),
+                conn.execute(
+                    "SELECT * FROM coin_sum WHERE trade_date = ? ORDER BY ALL", [day]
+                ).fetchall(),
+            )
+            for day in days
+        }
