@@ -27,7 +27,7 @@ from dagster import (
     asset,
 )
 
-from coinsum_pipeline.basket import BasketResource
+from coinsum_pipeline.basket import BasketError, BasketResource
 from coinsum_pipeline.charts import image_markdown
 from coinsum_pipeline.compute import compute_slot_tables
 from coinsum_pipeline.exports import ExportFolder, export_days, markdown_table
@@ -35,6 +35,7 @@ from coinsum_pipeline.fetch import fetch_basket
 from coinsum_pipeline.okx import OKXResource
 from coinsum_pipeline.partitions import days_in, slot_partitions, slots_in, start_date
 from coinsum_pipeline.reasons import MissingReason
+from coinsum_pipeline.schema import SchemaError
 from coinsum_pipeline.storage import (
     CoinsumDatabase,
     DatabaseHeld,
@@ -82,18 +83,19 @@ def basket_slots(
 ) -> MaterializeResult:
     window = context.partition_time_window
     slots = list(slots_in(window.start, window.end))
-    coins = basket.symbols()
-    context.log.info(
-        f"fetching {len(coins)} coins for {len(slots)} slots "
-        f"{context.partition_key_range.start} .. {context.partition_key_range.end}"
-    )
-    fetched = fetch_basket(okx.client, coins, slots, threads=okx.fetch_threads)
-    tables = compute_slot_tables(slots, coins, fetched)
     try:
-        with duckdb.write(context.log, coins) as conn:
+        history = duckdb.baskets(context.log, basket.requested(), slots[0].date())
+        coins = history.coins_of(slot.date() for slot in slots)
+        context.log.info(
+            f"fetching {len(coins)} coins for {len(slots)} slots "
+            f"{context.partition_key_range.start} .. {context.partition_key_range.end}"
+        )
+        fetched = fetch_basket(okx.client, coins, slots, threads=okx.fetch_threads)
+        tables = compute_slot_tables(slots, history.on, fetched)
+        with duckdb.write(context.log, history) as conn:
             replace_slots(conn, slots[0], slots[-1], tables)
-    except DatabaseHeld as held:  # a user's session: retrying the step cannot help
-        raise Failure(description=str(held), allow_retries=False) from held
+    except (DatabaseHeld, BasketError, SchemaError) as refused:  # a retry cannot help
+        raise Failure(description=str(refused), allow_retries=False) from refused
 
     reasons = Counter(tables.missing["reason"])
     # Dagster copies a ranged run's metadata onto every slot of the range: named for the range.
@@ -152,18 +154,14 @@ EXPORT_WHEN_SLOTS_CHANGE = (
 def day_exports(
     context: AssetExecutionContext,
     duckdb: CoinsumDatabase,
-    basket: BasketResource,
     exports: ExportFolder,
 ) -> MaterializeResult:
     window = context.partition_time_window
     days = days_in(window.start.date(), (window.end - timedelta(days=1)).date())
-    coins = basket.symbols()
     with connect_snapshot(duckdb.database) as conn:
-        written = [export_days(conn, day, day, exports.day(day), coins) for day in days]
+        written = [export_days(conn, day, day, exports.day(day)) for day in days]
         whole = (
-            export_days(conn, days[0], days[-1], exports.ranges(), coins)
-            if len(days) > 1
-            else written[0]
+            export_days(conn, days[0], days[-1], exports.ranges()) if len(days) > 1 else written[0]
         )
     context.log.info(f"exported {len(days)} day(s) to {exports.path}")
     metadata: dict[str, object] = {}

@@ -1,12 +1,19 @@
-"""The basket of coins coinsum tracks, and how a coin maps to its OKX instrument.
+"""The basket of coins coinsum tracks, how a coin maps to its OKX instrument, and how the basket
+changes over time.
 
-The basket is configuration (``COINSUM_COINS``), not code: SPEC lets users track other or
-more coins, so everything downstream takes the basket as a parameter.
+The basket is configuration, not code: SPEC lets users track other or more coins. But a stored
+day must never change meaning, so the database remembers its basket by Beijing day (the
+``baskets`` table): each run takes every day's coins from there, and a different basket is a
+change the user records (``coinsum basket --set``), from a day on, never a side effect of one
+run's ``COINSUM_COINS``.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date
 
 from dagster import ConfigurableResource
 
@@ -42,9 +49,15 @@ def parse_basket(text: str | None) -> tuple[str, ...]:
         elif symbol not in coins:
             coins.append(symbol)
     if bad:
+        hint = (
+            " coinsum tracks each coin's {COIN}-USDT-SWAP, so write BTC or BTC-USDT-SWAP, not "
+            "another instrument id."
+            if any("-" in b for b in bad)
+            else ""
+        )
         raise BasketError(
             f"COINSUM_COINS has malformed coin symbols {bad}: give a comma-separated list of OKX "
-            "base symbols such as 'BTC,ETH,SOL' (letters and digits only)."
+            f"base symbols such as 'BTC,ETH,SOL' (letters and digits only).{hint}"
         )
     if not coins:
         raise BasketError("COINSUM_COINS names no coins: leave it unset for the default 27.")
@@ -56,10 +69,73 @@ def swap_inst_id(coin: str) -> str:
     return f"{coin}{SWAP_SUFFIX}"
 
 
+def basket_text(coins: Sequence[str]) -> str:
+    """How a basket is stored and shown: ``BTC,ETH,SOL``."""
+    return ",".join(coins)
+
+
+def ordered_union(baskets: Iterable[Sequence[str]]) -> tuple[str, ...]:
+    """Every coin of ``baskets``, each once, in the order it first appears."""
+    return tuple(dict.fromkeys(coin for coins in baskets for coin in coins))
+
+
+@dataclass(frozen=True)
+class BasketHistory:
+    """The basket in force from each Beijing day on (oldest first), as the database records it.
+
+    The first basket applies to every day before the next change, however early.
+    """
+
+    changes: tuple[tuple[date, tuple[str, ...]], ...] = ()
+
+    def on(self, day: date) -> tuple[str, ...]:
+        """The coins of ``day``'s slots."""
+        coins = self.changes[0][1]
+        for since, basket in self.changes:
+            if since <= day:
+                coins = basket
+        return coins
+
+    @property
+    def current(self) -> tuple[str, ...]:
+        """The basket in force from the newest change on: the one new days get."""
+        return self.changes[-1][1]
+
+    def coins_of(self, days: Iterable[date]) -> tuple[str, ...]:
+        """Every coin some of ``days`` has, in basket order."""
+        return ordered_union(self.on(day) for day in sorted(set(days)))
+
+    def all_coins(self) -> tuple[str, ...]:
+        """Every coin any basket ever had: the columns of the ``day_table`` view."""
+        return ordered_union(coins for _, coins in self.changes)
+
+
+class BasketMismatch(BasketError):
+    """``COINSUM_COINS`` names a basket the database is not tracking: refused, not applied."""
+
+
+def check_requested(history: BasketHistory, requested: tuple[str, ...] | None) -> None:
+    """Refuse a ``COINSUM_COINS`` that differs from the database's current basket, saying how
+    to record a change instead; an unset one follows the database."""
+    if requested is None or requested == history.current:
+        return
+    since = history.changes[-1][0]
+    raise BasketMismatch(
+        f"COINSUM_COINS names {len(requested)} coins ({basket_text(requested)}), but this "
+        f"database tracks {len(history.current)} ({basket_text(history.current)}) from "
+        f"{since} on, and stored days keep the basket they were collected with. To track the "
+        f"new basket from a day on, record the change: coinsum basket --set "
+        f"{basket_text(requested)} --from YYYY-MM-DD. Otherwise unset COINSUM_COINS (the "
+        "database's basket is then used) or set it to the database's basket."
+    )
+
+
 class BasketResource(ConfigurableResource):
-    """The coins to track, from ``COINSUM_COINS`` (a comma list; default SPEC's 27)."""
+    """The basket asked for in ``COINSUM_COINS`` (a comma list): the basket of a new database;
+    for an existing one, empty (follow the database) or the database's current basket."""
 
-    coins: str
+    coins: str = ""
 
-    def symbols(self) -> tuple[str, ...]:
-        return parse_basket(self.coins)
+    def requested(self) -> tuple[str, ...] | None:
+        """The coins asked for, or None when ``COINSUM_COINS`` is empty."""
+        return parse_basket(self.coins) if self.coins.strip() else None

@@ -34,7 +34,7 @@ from dagster import (
 
 from coinsum_pipeline import clock
 from coinsum_pipeline.assets import SLOT_PARTITIONS, basket_slots
-from coinsum_pipeline.basket import BasketResource, swap_inst_id
+from coinsum_pipeline.basket import ordered_union, swap_inst_id
 from coinsum_pipeline.okx import OKXError, OKXResource
 from coinsum_pipeline.partitions import (
     BEIJING,
@@ -68,6 +68,7 @@ class StoredSlot:
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)  # coin: (base, price)
     missing: dict[str, str] = field(default_factory=dict)  # coin: reason
     previous: dict[str, float] = field(default_factory=dict)  # coin: price 30 minutes earlier
+    basket: tuple[str, ...] = ()  # the coins its sum is over, as stored
 
 
 def load_slots(conn: duckdb.DuckDBPyConnection, slots: Sequence[datetime]) -> list[StoredSlot]:
@@ -88,10 +89,18 @@ def load_slots(conn: duckdb.DuckDBPyConnection, slots: Sequence[datetime]) -> li
         [first, last],
     ).fetchall():
         stored[slot_start].missing[coin] = reason
+    for slot_start, basket in conn.execute(
+        "SELECT slot_start, basket FROM coin_sum WHERE slot_start BETWEEN ? AND ?", [first, last]
+    ).fetchall():
+        stored[slot_start].basket = tuple(basket.split(","))
     return list(stored.values())
 
 
-def completeness(slot: StoredSlot, basket: Sequence[str]) -> Verdict:
+def completeness(slot: StoredSlot) -> Verdict:
+    """Judged against the slot's own stored basket, whatever basket later days have."""
+    basket = slot.basket
+    if not basket:
+        return Verdict(False, "the slot is not stored", {"coins_reported": 0})
     absent = {c: slot.missing.get(c, "not stored") for c in basket if c not in slot.prices}
     reported = len(basket) - len(absent)
     if not absent:
@@ -223,10 +232,9 @@ def _evaluate(
     description="Every coin of the basket has a value; warns naming the missing coins and why.",
 )
 def slot_completeness(
-    context: AssetCheckExecutionContext, duckdb: CoinsumDatabase, basket: BasketResource
+    context: AssetCheckExecutionContext, duckdb: CoinsumDatabase
 ) -> AssetCheckResult:
-    coins = basket.symbols()
-    return _evaluate(context, duckdb, WARN, lambda stored: (completeness(s, coins) for s in stored))
+    return _evaluate(context, duckdb, WARN, lambda stored: map(completeness, stored))
 
 
 @asset_check(
@@ -241,12 +249,10 @@ def slot_completeness(
 def base_matches_okx(
     context: AssetCheckExecutionContext,
     duckdb: CoinsumDatabase,
-    basket: BasketResource,
     okx: OKXResource,
 ) -> AssetCheckResult:
-    coins = basket.symbols()
-
     def judge(stored: list[StoredSlot]) -> Iterator[Verdict]:
+        coins = ordered_union(s.basket for s in stored)
         days = sorted({s.slot.date() for s in stored})
         daily = _okx_daily(okx, coins, days)
         today = clock.now().date()

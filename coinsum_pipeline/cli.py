@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import sys
@@ -14,7 +15,13 @@ from pathlib import Path
 import duckdb
 
 from coinsum_pipeline import clock
-from coinsum_pipeline.basket import BasketError, parse_basket, swap_inst_id
+from coinsum_pipeline.basket import (
+    BasketError,
+    BasketResource,
+    basket_text,
+    parse_basket,
+    swap_inst_id,
+)
 from coinsum_pipeline.exports import export_days
 from coinsum_pipeline.okx import OKXClient, OKXError, OKXUnavailable
 from coinsum_pipeline.partitions import (
@@ -25,8 +32,11 @@ from coinsum_pipeline.partitions import (
     days_in,
     parse_day,
 )
+from coinsum_pipeline.schema import SchemaError
 from coinsum_pipeline.settings import PROJECT_ROOT, dagster_home, value
 from coinsum_pipeline.storage import (
+    CONNECTION_CONFIG,
+    CoinsumDatabase,
     StorageError,
     connect_snapshot,
     probe_writable,
@@ -85,6 +95,16 @@ def _parser() -> argparse.ArgumentParser:
         "views: day_table, slot_sums, daily_coverage, latest_slot, sums_between(first, last).",
     )
     sql.add_argument("query")
+    basket = commands.add_parser(
+        "basket",
+        help="show the database's basket by day, or record a change of basket from a day on",
+        description="Without --set: the baskets this database has tracked, from which Beijing "
+        "day on, and when each change was recorded. With --set: record that the basket is COINS "
+        "from --from (default: today, Beijing) on. Days before keep their basket; stored days "
+        "from --from on keep the basket they were collected with until they are collected again.",
+    )
+    basket.add_argument("--set", dest="coins", metavar="COINS", help="e.g. BTC,ETH,SOL")
+    basket.add_argument("--from", dest="first", type=_day, metavar="YYYY-MM-DD")
     commands.add_parser(
         "dev",
         help="start the Dagster UI and daemon (schedules, backfills) on this project's instance",
@@ -98,7 +118,7 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
 
     from coinsum_pipeline.backfill import backfill, export_range, plan
 
-    coins = parse_basket(value("COINSUM_COINS"))  # a typo stops here, not in every run
+    requested = _requested_basket()  # a typo stops here, not in every run
     now = clock.now()
     total = sum(len(run) for run in plan(first, last, now))
     home = dagster_home()
@@ -106,6 +126,9 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
     print(f"OKX {value('OKX_BASE_URL')}  ->  {value('COINSUM_DB')}", flush=True)
     probe_writable(value("COINSUM_DB"))  # an unwritable path or a held file stops here too
     swaps = _okx_swaps(value("OKX_BASE_URL"))
+    # A basket the database does not track stops here, before any run (exit 2).
+    history = _database().baskets(logging.getLogger("coinsum"), requested, first)
+    coins = history.coins_of(days_in(first, last))
     unlisted = [c for c in coins if swap_inst_id(c) not in swaps]
     if unlisted:
         print(
@@ -162,9 +185,8 @@ def _export(first: date, last: date, folder: Path | None) -> int:
     """A range export from the readers' snapshot: no Dagster run, no wait for one."""
     days_in(first, last)  # refuses a reversed range before anything is read
     target = folder or Path(value("COINSUM_EXPORTS")) / "ranges"
-    coins = parse_basket(value("COINSUM_COINS"))
     with connect_snapshot(value("COINSUM_DB")) as conn:
-        written = export_days(conn, first, last, target, coins)
+        written = export_days(conn, first, last, target)
     for kind, path in written.files.items():
         rows = written.rows.get(kind)
         print(f"{path}" + (f"  ({rows} rows)" if rows is not None else ""))
@@ -189,6 +211,49 @@ def _status(first: date | None, last: date | None) -> int:
         f"{int(frame['slots_stored'].sum())} stored slots complete; "
         f"newest slot {newest:%Y-%m-%d %H:%M}"
     )
+    return 0
+
+
+def _requested_basket() -> tuple[str, ...] | None:
+    return BasketResource(coins=value("COINSUM_COINS")).requested()
+
+
+def _database() -> CoinsumDatabase:
+    """The same database resource the Dagster definitions use, for commands run outside Dagster."""
+    return CoinsumDatabase(
+        database=value("COINSUM_DB"),
+        wait_seconds=int(value("COINSUM_DB_WAIT_SECONDS")),
+        connection_config=CONNECTION_CONFIG,
+    )
+
+
+def _basket(coins: str | None, first: date | None) -> int:
+    """Show the basket history, or record a change of basket from a day on."""
+    if coins is None:
+        if first is not None:
+            raise BasketError("--from goes with --set: coinsum basket --set BTC,ETH --from DAY")
+        with connect_snapshot(value("COINSUM_DB")) as conn:
+            frame = conn.execute(
+                "SELECT effective_from AS from_day, len(string_split(coins, ',')) AS coins, "
+                "coins AS basket, previous, recorded_at FROM baskets ORDER BY 1"
+            ).fetchdf()
+        print(frame.to_string(index=False) if len(frame) else "(no basket recorded yet)")
+        return 0
+    basket = parse_basket(coins)
+    since = first or clock.now().date()
+    stored = _database().change_basket(logging.getLogger("coinsum"), since, basket)
+    print(f"basket from {since} on: {len(basket)} coins ({basket_text(basket)})")
+    if stored:
+        print(
+            f"{stored} stored day(s) from {since} on keep the basket they were collected with "
+            f"until collected again: coinsum backfill --from {since} --to <last day>"
+        )
+    requested = _requested_basket()
+    if requested is not None and requested != basket:
+        print(
+            f"note: COINSUM_COINS is set to {basket_text(requested)}; set it to "
+            f"{basket_text(basket)} or unset it, or runs will be refused."
+        )
     return 0
 
 
@@ -241,8 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args.first, args.last, args.out)
         if args.command == "status":
             return _status(args.first, args.last)
+        if args.command == "basket":
+            return _basket(args.coins, args.first)
         return _backfill(args.first, args.last, step_retries=not args.fail_fast)
-    except (DateError, BasketError, StorageError, OKXError) as exc:
+    except (DateError, BasketError, StorageError, SchemaError, OKXError) as exc:
         print(f"coinsum: {exc}", file=sys.stderr)
         return 2
 

@@ -8,13 +8,13 @@ in one place.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 import pandas as pd
 
-from coinsum_pipeline.basket import swap_inst_id
+from coinsum_pipeline.basket import basket_text, swap_inst_id
 from coinsum_pipeline.fetch import CoinFetch
 from coinsum_pipeline.partitions import day_start, epoch_ms
 from coinsum_pipeline.reasons import MissingReason, no_base_detail
@@ -22,7 +22,14 @@ from coinsum_pipeline.reasons import MissingReason, no_base_detail
 SLOT_COLUMNS = ["slot_start", "trade_date", "slot_time", "slot_ts_ms"]
 PRICE_COLUMNS = [*SLOT_COLUMNS, "coin", "inst_id", "base_price", "price", "pct_change"]
 MISSING_COLUMNS = [*SLOT_COLUMNS, "coin", "reason", "detail"]
-SUM_COLUMNS = [*SLOT_COLUMNS, "sum_pct", "coins_reported", "coins_expected", "complete"]
+SUM_COLUMNS = [
+    *SLOT_COLUMNS,
+    "sum_pct",
+    "coins_reported",
+    "coins_expected",
+    "complete",
+    "basket",
+]
 
 
 @dataclass(frozen=True)
@@ -52,9 +59,12 @@ def _missing_reason(slot_ms: int, fetched: CoinFetch) -> tuple[MissingReason, st
 
 
 def compute_slot_tables(
-    slots: Sequence[datetime], coins: Sequence[str], fetched: Mapping[str, CoinFetch]
+    slots: Sequence[datetime],
+    basket_on: Callable[[date], Sequence[str]],
+    fetched: Mapping[str, CoinFetch],
 ) -> SlotTables:
-    """Every (slot, coin) of the basket becomes exactly one price row or one missing row.
+    """Every (slot, coin) of the slot's basket (``basket_on`` its Beijing day) becomes exactly
+    one price row or one missing row, and each slot's sum says which coins it is over.
 
     A coin without a price or base is left out of the sum (never counted as 0 %) and nothing is
     forward-filled: a gap stays a gap, with its reason.
@@ -66,6 +76,7 @@ def compute_slot_tables(
         slot_ms = epoch_ms(slot)
         base_ms = epoch_ms(day_start(slot.date()))
         fields = _slot_fields(slot)
+        coins = basket_on(slot.date())
         changes: list[float] = []
         for coin in coins:
             got = fetched[coin]
@@ -82,7 +93,8 @@ def compute_slot_tables(
                 prices.append([*fields, coin, swap_inst_id(coin), base.open, candle.open, change])
         reported = len(changes)
         total = math.fsum(changes) if changes else None
-        sums.append([*fields, total, reported, len(coins), reported == len(coins)])
+        complete = reported == len(coins)
+        sums.append([*fields, total, reported, len(coins), complete, basket_text(coins)])
     return SlotTables(
         prices=pd.DataFrame(prices, columns=PRICE_COLUMNS),
         missing=pd.DataFrame(missing, columns=MISSING_COLUMNS),

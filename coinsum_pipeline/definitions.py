@@ -23,7 +23,7 @@ from coinsum_pipeline.okx import OKXResource
 from coinsum_pipeline.schedules import export_on_new_slots, exports_job, live_slots, slots_job
 from coinsum_pipeline.sensors import gap_repair
 from coinsum_pipeline.settings import int_setting, setting
-from coinsum_pipeline.storage import CoinsumDatabase
+from coinsum_pipeline.storage import CONNECTION_CONFIG, CoinsumDatabase
 
 defs = Definitions(
     assets=[basket_slots, day_exports],
@@ -38,8 +38,7 @@ defs = Definitions(
         "duckdb": CoinsumDatabase(
             database=setting("COINSUM_DB"),
             wait_seconds=int_setting("COINSUM_DB_WAIT_SECONDS"),
-            # A Python variable named like a missing table must never be read as that table.
-            connection_config={"python_enable_replacements": False},
+            connection_config=CONNECTION_CONFIG,
         ),
         "basket": BasketResource(coins=setting("COINSUM_COINS")),
         "exports": ExportFolder(path=setting("COINSUM_EXPORTS")),

@@ -11,7 +11,6 @@ All read the readers' snapshot, so an export never waits for a run or holds one 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -20,6 +19,7 @@ import duckdb
 import pandas as pd
 from dagster import ConfigurableResource
 
+from coinsum_pipeline.basket import ordered_union
 from coinsum_pipeline.charts import render_curve, render_day_table
 from coinsum_pipeline.partitions import days_in
 
@@ -60,13 +60,23 @@ def read_export(
     return conn.execute(QUERIES[kind], [first, last]).fetchdf()
 
 
-def read_day_table(
-    conn: duckdb.DuckDBPyConnection, day: date, coins: Sequence[str]
-) -> pd.DataFrame:
-    """The 48 x coins table of one day's % changes, plus the sum, one row per stored slot."""
+def day_coins(conn: duckdb.DuckDBPyConnection, day: date) -> tuple[str, ...]:
+    """The coins of ``day``'s stored slots' baskets: the day table's columns, whatever basket
+    later days have."""
+    rows = conn.execute(
+        "SELECT basket FROM coin_sum WHERE trade_date = ? GROUP BY basket ORDER BY min(slot_start)",
+        [day],
+    ).fetchall()
+    return ordered_union(basket.split(",") for (basket,) in rows)
+
+
+def read_day_table(conn: duckdb.DuckDBPyConnection, day: date) -> pd.DataFrame:
+    """The 48 x coins table of one day's % changes, plus the sum, one row per stored slot; a
+    column per coin of the day's basket, even one with no value."""
+    coins = day_coins(conn, day)
     frame = read_export(conn, "full", day, day)
     table = frame.pivot_table(index="时间", columns="币种", values="涨跌幅", aggfunc="first")
-    table = table.reindex(columns=list(coins))  # every basket coin, even one with no value
+    table = table.reindex(columns=list(coins))
     sums = read_export(conn, "sum", day, day).set_index("时间")[SUM_HEADER]
     table = table.reindex(sums.index)
     table[SUM_HEADER] = sums
@@ -97,7 +107,6 @@ def export_days(
     first: date,
     last: date,
     folder: Path,
-    coins: Sequence[str],
 ) -> Export:
     """Write the CSVs and charts of days ``first``..``last`` into ``folder``.
 
@@ -121,7 +130,9 @@ def export_days(
         title=title,
     )
     days = days_in(first, last)
-    day_table = pd.concat([read_day_table(conn, day, coins) for day in days], ignore_index=True)
+    day_table = pd.concat([read_day_table(conn, day) for day in days], ignore_index=True)
+    # Days with different baskets stack into the union of their columns, the sum kept last.
+    day_table = day_table[[*day_table.columns.drop(SUM_HEADER), SUM_HEADER]]
     files["day_table"] = write_csv(day_table, folder / f"day_table_{stem}.csv")
     rows["day_table"] = len(day_table)
     if first == last:  # a colour grid of 48 rows reads well; of hundreds, it does not

@@ -11,8 +11,6 @@ from pathlib import Path
 
 from dagster import EnvVar
 
-from coinsum_pipeline.basket import DEFAULT_COINS
-
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULTS: dict[str, str] = {
@@ -22,7 +20,8 @@ DEFAULTS: dict[str, str] = {
     # how long a write waits for a session outside coinsum holding COINSUM_DB, then fails
     "COINSUM_DB_WAIT_SECONDS": "60",
     "COINSUM_EXPORTS": str(PROJECT_ROOT / "data" / "exports"),  # CSVs and charts, per day
-    "COINSUM_COINS": ",".join(DEFAULT_COINS),
+    # empty: the database's basket (SPEC's 27 for a new one); see basket.py
+    "COINSUM_COINS": "",
     "COINSUM_START": "2026-01-03",  # first Beijing day with partitions
     "COINSUM_MAX_MOVE_PCT": "10",  # a 30-minute move beyond this is flagged by a check
 }

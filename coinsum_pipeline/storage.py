@@ -17,52 +17,26 @@ import shutil
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from coinsum_pipeline.basket import (
+    DEFAULT_COINS,
+    BasketError,
+    BasketHistory,
+    basket_text,
+    check_requested,
+)
 from coinsum_pipeline.compute import SlotTables
 from coinsum_pipeline.reasons import FILLABLE, MissingReason, repairable_details
+from coinsum_pipeline.schema import SCHEMA_VERSION, ensure_schema, schema_version
 from coinsum_pipeline.views import create_views
 
-SLOT_DDL = """
-    slot_start  TIMESTAMP NOT NULL,  -- slot start, Beijing wall-clock time
-    trade_date  DATE      NOT NULL,  -- Beijing calendar day
-    slot_time   VARCHAR   NOT NULL,  -- 'HH:MM', Beijing
-    slot_ts_ms  BIGINT    NOT NULL,  -- UTC epoch ms of the slot start = OKX candle ts
-"""
-
-SCHEMA = {
-    "coin_prices": f"""
-        CREATE TABLE IF NOT EXISTS coin_prices ({SLOT_DDL}
-            coin        VARCHAR NOT NULL,
-            inst_id     VARCHAR NOT NULL,
-            base_price  DOUBLE  NOT NULL,  -- open of the day's 00:00 30m candle
-            price       DOUBLE  NOT NULL,  -- open of the slot's 30m candle
-            pct_change  DOUBLE  NOT NULL,  -- (price - base_price) / base_price * 100
-            written_at  TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
-            PRIMARY KEY (slot_start, coin)
-        )""",
-    "missing_values": f"""
-        CREATE TABLE IF NOT EXISTS missing_values ({SLOT_DDL}
-            coin        VARCHAR NOT NULL,
-            reason      VARCHAR NOT NULL,  -- a SPEC reason: not_listed, no_candle, no_base, ...
-            detail      VARCHAR,
-            written_at  TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
-            PRIMARY KEY (slot_start, coin)
-        )""",
-    "coin_sum": f"""
-        CREATE TABLE IF NOT EXISTS coin_sum ({SLOT_DDL}
-            sum_pct         DOUBLE,            -- NULL when no coin reported
-            coins_reported  INTEGER NOT NULL,
-            coins_expected  INTEGER NOT NULL,
-            complete        BOOLEAN NOT NULL,  -- every coin of the basket reported
-            written_at      TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
-            PRIMARY KEY (slot_start)
-        )""",
-}
+# A Python variable named like a missing table must never be read as that table.
+CONNECTION_CONFIG = {"python_enable_replacements": False}
 
 
 class StorageError(RuntimeError):
@@ -97,9 +71,20 @@ def _is_lock_conflict(exc: duckdb.Error) -> bool:
     return "lock" in str(exc).lower()
 
 
-def ensure_schema(conn: duckdb.DuckDBPyConnection) -> None:
-    for ddl in SCHEMA.values():
-        conn.execute(ddl)
+def read_baskets(conn: duckdb.DuckDBPyConnection) -> BasketHistory:
+    """The basket history the file records (empty for a new file)."""
+    rows = conn.execute("SELECT effective_from, coins FROM baskets ORDER BY 1").fetchall()
+    return BasketHistory(tuple((day, tuple(coins.split(","))) for day, coins in rows))
+
+
+def record_basket(conn: duckdb.DuckDBPyConnection, since: date, coins: Sequence[str]) -> None:
+    """Record that ``coins`` is the basket from Beijing day ``since`` on, and what it replaced."""
+    history = read_baskets(conn)
+    previous = basket_text(history.on(since)) if history.changes else None
+    conn.execute(
+        "INSERT OR REPLACE INTO baskets (effective_from, coins, previous) VALUES (?, ?, ?)",
+        [since, basket_text(coins), previous],
+    )
 
 
 def replace_slots(
@@ -267,20 +252,77 @@ class CoinsumDatabase(DuckDBResource):
     wait_seconds: int = 60
 
     @contextmanager
-    def write(
-        self, log: logging.Logger, coins: Sequence[str]
-    ) -> Iterator[duckdb.DuckDBPyConnection]:
-        """``coins``, the basket, are the columns of the ``day_table`` view."""
+    def _open(self, log: logging.Logger) -> Iterator[duckdb.DuckDBPyConnection]:
         with writer_lock(self.database, log):
             conn = connect_waiting(self.database, self.connection_config, log, self.wait_seconds)
             try:
                 ensure_schema(conn)
-                create_views(conn, coins)
                 yield conn
+                create_views(conn, read_baskets(conn).all_coins())
                 conn.execute("CHECKPOINT")
             finally:
                 conn.close()
             publish_snapshot(self.database)
+
+    def baskets(
+        self, log: logging.Logger, requested: tuple[str, ...] | None, first_day: date
+    ) -> BasketHistory:
+        """The basket history a run goes by, after checking ``requested`` (``COINSUM_COINS``)
+        against it. A new file records ``requested`` (or SPEC's 27) from ``first_day`` on; an
+        older file is migrated first. Raises ``BasketMismatch`` for a basket the file does not
+        track, before anything is fetched. Reads the readers' snapshot when it is current (no
+        lock, no copy), so only a new or older file costs a write here."""
+        history = self._snapshot_baskets()
+        if history is None:
+            with self._open(log) as conn:
+                history = read_baskets(conn)
+                if not history.changes:
+                    record_basket(conn, first_day, requested or DEFAULT_COINS)
+                    history = read_baskets(conn)
+        check_requested(history, requested)
+        return history
+
+    def change_basket(self, log: logging.Logger, since: date, coins: Sequence[str]) -> int:
+        """Record ``coins`` as the basket from Beijing day ``since`` on. Returns how many stored
+        days from then on were collected over another basket (they keep it until re-run)."""
+        with self._open(log) as conn:
+            history = read_baskets(conn)
+            if history.changes and history.on(since) == tuple(coins):
+                raise BasketError(
+                    f"the basket from {since} on is already {basket_text(coins)}: nothing to "
+                    "change."
+                )
+            record_basket(conn, since, coins)
+            history = read_baskets(conn)
+            stored = conn.execute(
+                "SELECT DISTINCT trade_date, basket FROM coin_sum WHERE trade_date >= ?", [since]
+            ).fetchall()
+        return len({day for day, basket in stored if basket != basket_text(history.on(day))})
+
+    def _snapshot_baskets(self) -> BasketHistory | None:
+        path = snapshot_path(self.database)
+        if not path.exists():
+            return None
+        with duckdb.connect(str(path), read_only=True) as conn:
+            if schema_version(conn) != SCHEMA_VERSION:
+                return None
+            history = read_baskets(conn)
+        return history if history.changes else None
+
+    @contextmanager
+    def write(
+        self, log: logging.Logger, history: BasketHistory
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to write rows computed over ``history``; refused if the file's basket
+        history changed since (a ``coinsum basket --set`` in between), so no slot is stored
+        over a basket the file no longer has for its day."""
+        with self._open(log) as conn:
+            if read_baskets(conn) != history:
+                raise StorageError(
+                    "the basket changed while this run was fetching (coinsum basket --set); "
+                    "nothing was written: run it again."
+                )
+            yield conn
 
 
 def stored_since(

@@ -2,7 +2,8 @@
 readers' snapshot has them too).
 
 - ``day_table``: one row per (day, slot) with each coin's % change as a column, plus the sum:
-  the 48 x 27 table traders read. Its columns follow the basket of the latest write.
+  the 48 x 27 table traders read. A column per coin any recorded basket ever had, so a basket
+  change never takes a column away from stored days; a coin not in a slot's basket is NULL.
 - ``slot_sums``: the 27-coin sum per slot with its coverage: the curve.
 - ``daily_coverage``: per Beijing day, slots stored and complete, values, and missing values by
   reason.
@@ -30,7 +31,8 @@ def _literal(text: str) -> str:
 
 
 def create_views(conn: duckdb.DuckDBPyConnection, coins: Sequence[str]) -> None:
-    """(Re)create the views; ``coins`` are the day table's columns, in basket order."""
+    """(Re)create the views; ``coins`` are the day table's columns, in basket order: every coin
+    of the file's basket history."""
     columns = ",\n".join(
         f"max(p.pct_change) FILTER (WHERE p.coin = {_literal(coin)}) AS {_quoted(coin)}"
         for coin in coins
@@ -50,7 +52,7 @@ def create_views(conn: duckdb.DuckDBPyConnection, coins: Sequence[str]) -> None:
         """
         CREATE OR REPLACE VIEW slot_sums AS
         SELECT trade_date, slot_time, slot_start, slot_ts_ms, sum_pct, coins_reported,
-               coins_expected, complete
+               coins_expected, complete, basket
         FROM coin_sum
         """
     )

@@ -65,7 +65,18 @@ def free_port() -> int:
 
 @pytest.fixture
 def dagster_ui(pipeline: Pipeline) -> Iterator[str]:
-    """`coinsum dev` on a free port, on the test's instance, fake OKX and DuckDB file."""
+    """`coinsum dev` on a free port, on the test's instance, fake OKX and DuckDB file.
+
+    Live collection and gap repair are turned off first, as a user would in the UI: on the real
+    clock they would collect today's slots and the last 48 hours beside the backfill, and this
+    test counts what the backfill stored (those two have tests of their own).
+    """
+    dagster = Path(sys.executable).parent / "dagster"
+    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
+    for kind, name in (("schedule", "live_slots"), ("sensor", "gap_repair")):
+        subprocess.run(
+            [dagster, kind, "stop", name, "-w", workspace], check=True, capture_output=True
+        )
     port = free_port()
     log = (pipeline.db.parent / "dagster-dev.log").open("w")
     proc = subprocess.Popen(

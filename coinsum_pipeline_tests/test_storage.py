@@ -19,11 +19,11 @@ from coinsum_pipeline.compute import SlotTables, compute_slot_tables
 from coinsum_pipeline.fetch import CoinFetch
 from coinsum_pipeline.okx import Candle
 from coinsum_pipeline.partitions import SLOT, epoch_ms, slots_in
+from coinsum_pipeline.schema import ensure_schema
 from coinsum_pipeline.storage import (
     CoinsumDatabase,
     DatabaseHeld,
     StorageError,
-    ensure_schema,
     replace_slots,
     snapshot_path,
     writer_lock,
@@ -39,7 +39,7 @@ def day_tables(price: float, first: int = 0, count: int = 48) -> tuple[list, Slo
         epoch_ms(s): Candle(epoch_ms(s), price, True) for s in slots_in(DAY, DAY + 48 * SLOT)
     }
     fetched = {"BTC": CoinFetch(candles), "NOPE": CoinFetch(failure="unknown_instrument")}
-    return slots, compute_slot_tables(slots, ["BTC", "NOPE"], fetched)
+    return slots, compute_slot_tables(slots, lambda _day: ("BTC", "NOPE"), fetched)
 
 
 def counts(conn: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
@@ -135,7 +135,8 @@ def hold(path: Path, seconds: float, mode: str = "read_only") -> tuple[subproces
 
 def write_day(db: CoinsumDatabase, log: logging.Logger) -> None:
     slots, tables = day_tables(100.0)
-    with db.write(log, ["BTC", "NOPE"]) as conn:
+    history = db.baskets(log, ("BTC", "NOPE"), DAY.date())
+    with db.write(log, history) as conn:
         replace_slots(conn, slots[0], slots[-1], tables)
 
 
