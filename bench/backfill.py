@@ -16,17 +16,13 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import sys
 import tempfile
 import time
 from datetime import date
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from coinsum_pipeline.okx import RATE_LIMITS  # noqa: E402
-from coinsum_pipeline_tests.fake_okx import HISTORY_CANDLES, FakeOKX  # noqa: E402
+from coinsum_pipeline.okx.client import RATE_LIMITS
+from coinsum_pipeline.okx.fake import HISTORY_CANDLES, FakeOKX
 
 
 def floor_seconds(requests: dict[str, int]) -> float:
@@ -56,12 +52,13 @@ def main() -> None:
 
     from coinsum_pipeline import clock
     from coinsum_pipeline.backfill import backfill, export_range, plan
-    from coinsum_pipeline.basket import DEFAULT_COINS
-    from coinsum_pipeline.fetch import fetch_basket
-    from coinsum_pipeline.okx import OKXClient
-    from coinsum_pipeline.partitions import day_start
+    from coinsum_pipeline.core.basket import DEFAULT_COINS
+    from coinsum_pipeline.core.slots import day_start
+    from coinsum_pipeline.defs.resources import resolved
+    from coinsum_pipeline.okx.client import OKXClient
+    from coinsum_pipeline.okx.fetch import fetch_basket
     from coinsum_pipeline.settings import dagster_home
-    from coinsum_pipeline.storage import range_summary
+    from coinsum_pipeline.warehouse.database import range_summary
 
     dagster_home()
     now = clock.now()
@@ -80,9 +77,7 @@ def main() -> None:
     served = {path: okx.request_count(path) for path in RATE_LIMITS if okx.request_count(path)}
     tripped = okx.rate_limited
 
-    import duckdb
-
-    with duckdb.connect(os.environ["COINSUM_DB"], read_only=True) as conn:
+    with resolved("duckdb") as database, database.read() as conn:
         stored = range_summary(conn, day_start(first), day_start(last).replace(hour=23, minute=30))
 
     # The same slot candles fetched alone, outside Dagster: how much of the wall time is OKX's.

@@ -15,27 +15,21 @@ from datetime import date, datetime, timedelta
 
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from coinsum_pipeline.assets import FAIL_FAST_TAG, SLOTS_PER_RUN
-from coinsum_pipeline.dagster_private import partition_tags
-from coinsum_pipeline.definitions import defs
-from coinsum_pipeline.partitions import (
-    SLOT,
-    DateError,
-    current_slot,
-    day_start,
-    days_in,
-    slot_key,
-    slots_in,
-    start_date,
+from coinsum_pipeline.core.slots import SLOT, DateError, current_slot, day_start, slot_key, slots_in
+from coinsum_pipeline.definitions import build_defs
+from coinsum_pipeline.defs.assets import FAIL_FAST_TAG, SLOTS_PER_RUN
+from coinsum_pipeline.defs.dagster_compat import (
+    emit_planned_events_per_run,
+    free_pool_slots,
+    partition_tags,
 )
-from coinsum_pipeline.schedules import exports_job, slots_job
-from coinsum_pipeline.settings import value
-from coinsum_pipeline.storage import probe_writable
+from coinsum_pipeline.defs.jobs import exports_job, slots_job
+from coinsum_pipeline.defs.partitions import FIRST_DAY
+from coinsum_pipeline.defs.resources import resolved
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 LAUNCHED_BY_TAG = "coinsum/launched_by"
 PID_TAG = "coinsum/pid"
-PLANNED_EVENTS_AS_SUBSET = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
 
@@ -51,15 +45,16 @@ class RunOutcome:
 
 def plan(first: date, last: date, now: datetime) -> list[list[datetime]]:
     """The slots of Beijing days ``first``..``last``, up to the running slot, cut into runs."""
-    days_in(first, last)  # refuses a reversed range
-    if first < start_date():
+    if last < first:
+        raise DateError(f"the last day {last} is before the first day {first}.")
+    if first < FIRST_DAY:
         raise DateError(
-            f"--from {first} is before the first partition day {start_date()}: start later, or "
-            "set COINSUM_START to an earlier YYYY-MM-DD."
+            f"{first} is before the first partition day {FIRST_DAY}: start later, or set "
+            "COINSUM_START to an earlier YYYY-MM-DD."
         )
     newest = current_slot(now)
     if day_start(first) > newest:
-        raise DateError(f"--from {first} is in the future: the newest slot is {slot_key(newest)}.")
+        raise DateError(f"{first} is in the future: the newest slot is {slot_key(newest)}.")
     end = min(day_start(last + timedelta(days=1)), newest + SLOT)
     slots = list(slots_in(day_start(first), end))
     return [slots[i : i + SLOTS_PER_RUN] for i in range(0, len(slots), SLOTS_PER_RUN)]
@@ -70,34 +65,36 @@ def run_slots(
 ) -> RunOutcome:
     """Materialize one range of slots as one Dagster run; failures are reported, not raised."""
     first, last = slot_key(slots[0]), slot_key(slots[-1])
-    # Dagster's switch for one "materialization planned" event per run instead of one per slot:
-    # 13 s less on a 14-day backfill (each event is a SQLite write of about 20 ms). The price: a
-    # failed run's slots show as missing rather than failed in the UI; this command reports the
-    # failure itself, and the slots' reasons are in missing_values.
-    os.environ.setdefault(PLANNED_EVENTS_AS_SUBSET, "true")
+    # A failed run's slots then show as missing rather than failed in the UI; this command
+    # reports the failure itself, and the slots' reasons are in missing_values.
+    emit_planned_events_per_run()
     extra = {} if step_retries else {FAIL_FAST_TAG: "true"}
     return _execute(slots_job.name, first, last, len(slots), instance, extra)
 
 
 def export_range(first: date, last: date, instance: DagsterInstance) -> RunOutcome:
     """Write the exports of days ``first``..``last`` as one run of ``day_exports``."""
-    days = len(days_in(first, last))
+    days = (last - first).days + 1
     return _execute(exports_job.name, first.isoformat(), last.isoformat(), days, instance, {})
 
 
 def _execute(
     job: str, first: str, last: str, size: int, instance: DagsterInstance, tags: dict[str, str]
 ) -> RunOutcome:
-    result = defs.resolve_job_def(job).execute_in_process(
-        instance=instance,
-        run_config=QUIET_LOGS,
-        raise_on_error=False,
-        tags={
-            **partition_tags(first, last),
-            LAUNCHED_BY_TAG: "coinsum backfill",
-            PID_TAG: f"{socket.gethostname()}:{os.getpid()}",
-            **tags,
-        },
+    result = (
+        build_defs()
+        .resolve_job_def(job)
+        .execute_in_process(
+            instance=instance,
+            run_config=QUIET_LOGS,
+            raise_on_error=False,
+            tags={
+                **partition_tags(first, last),
+                LAUNCHED_BY_TAG: "coinsum backfill",
+                PID_TAG: f"{socket.gethostname()}:{os.getpid()}",
+                **tags,
+            },
+        )
     )
     errors = [
         event.step_failure_data.user_failure_data.description
@@ -127,7 +124,7 @@ def close_dead_runs(instance: DagsterInstance) -> list[str]:
                 record.dagster_run,
                 message=f"the coinsum backfill process {pid} ended without finishing this run",
             )
-            instance.event_log_storage.free_concurrency_slots_for_run(record.dagster_run.run_id)
+            free_pool_slots(instance, record.dagster_run.run_id)
             closed.append(record.dagster_run.run_id)
     return closed
 
@@ -155,6 +152,7 @@ def backfill(
     session holds it), so a held file stops the backfill at once instead of failing every run.
     """
     close_dead_runs(instance)
-    for slots in plan(first, last, now):
-        probe_writable(value("COINSUM_DB"))
-        yield run_slots(slots, instance, step_retries)
+    with resolved("duckdb") as database:
+        for slots in plan(first, last, now):
+            database.probe()
+            yield run_slots(slots, instance, step_retries)

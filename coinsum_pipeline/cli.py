@@ -15,16 +15,8 @@ from pathlib import Path
 import duckdb
 
 from coinsum_pipeline import clock
-from coinsum_pipeline.basket import (
-    BasketError,
-    BasketResource,
-    basket_text,
-    parse_basket,
-    swap_inst_id,
-)
-from coinsum_pipeline.exports import export_days
-from coinsum_pipeline.okx import OKXClient, OKXError, OKXUnavailable
-from coinsum_pipeline.partitions import (
+from coinsum_pipeline.core.basket import BasketError, basket_text, parse_basket, swap_inst_id
+from coinsum_pipeline.core.slots import (
     SLOTS_PER_DAY,
     DateError,
     current_slot,
@@ -32,16 +24,14 @@ from coinsum_pipeline.partitions import (
     days_in,
     parse_day,
 )
-from coinsum_pipeline.schema import SchemaError
+from coinsum_pipeline.defs.resources import resolved
+from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnavailable
 from coinsum_pipeline.settings import PROJECT_ROOT, dagster_home, value
-from coinsum_pipeline.storage import (
-    CONNECTION_CONFIG,
-    CoinsumDatabase,
-    StorageError,
-    connect_snapshot,
-    probe_writable,
-    range_summary,
-)
+from coinsum_pipeline.warehouse.database import CoinsumDatabase, StorageError, range_summary
+from coinsum_pipeline.warehouse.exports import export_days
+from coinsum_pipeline.warehouse.schema import SchemaError
+
+LOG = logging.getLogger("coinsum")
 
 
 def _day(text: str) -> date:
@@ -118,16 +108,18 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
 
     from coinsum_pipeline.backfill import backfill, export_range, plan
 
+    _check_range(first, last)
     requested = _requested_basket()  # a typo stops here, not in every run
     now = clock.now()
     total = sum(len(run) for run in plan(first, last, now))
     home = dagster_home()
+    database = _database()
     print(f"coinsum backfill {first} .. {last}: {total} slots, Dagster instance {home}")
-    print(f"OKX {value('OKX_BASE_URL')}  ->  {value('COINSUM_DB')}", flush=True)
-    probe_writable(value("COINSUM_DB"))  # an unwritable path or a held file stops here too
-    swaps = _okx_swaps(value("OKX_BASE_URL"))
+    print(f"OKX {value('OKX_BASE_URL')}  ->  {database.database}", flush=True)
+    database.probe()  # an unwritable path or a held file stops here too
+    swaps = _okx_swaps()
     # A basket the database does not track stops here, before any run (exit 2).
-    history = _database().baskets(logging.getLogger("coinsum"), requested, first)
+    history = database.baskets(LOG, requested, first)
     coins = history.coins_of(days_in(first, last))
     unlisted = [c for c in coins if swap_inst_id(c) not in swaps]
     if unlisted:
@@ -183,9 +175,10 @@ def progress_bar(done: int, total: int, width: int = 24) -> str:
 
 def _export(first: date, last: date, folder: Path | None) -> int:
     """A range export from the readers' snapshot: no Dagster run, no wait for one."""
-    days_in(first, last)  # refuses a reversed range before anything is read
-    target = folder or Path(value("COINSUM_EXPORTS")) / "ranges"
-    with connect_snapshot(value("COINSUM_DB")) as conn:
+    _check_range(first, last)
+    with resolved("exports") as exports:
+        target = folder or exports.ranges()
+    with _database().read() as conn:
         written = export_days(conn, first, last, target)
     for kind, path in written.files.items():
         rows = written.rows.get(kind)
@@ -195,7 +188,9 @@ def _export(first: date, last: date, folder: Path | None) -> int:
 
 def _status(first: date | None, last: date | None) -> int:
     """Coverage per Beijing day, from the ``daily_coverage`` view."""
-    with connect_snapshot(value("COINSUM_DB")) as conn:
+    if first and last:
+        _check_range(first, last)
+    with _database().read() as conn:
         frame = conn.execute(
             "SELECT * FROM daily_coverage WHERE trade_date BETWEEN ? AND ? ORDER BY trade_date",
             [first or date.min, last or date.max],
@@ -214,17 +209,21 @@ def _status(first: date | None, last: date | None) -> int:
     return 0
 
 
+def _check_range(first: date, last: date) -> None:
+    if last < first:
+        raise DateError(f"--to {last} is before --from {first}: give the earlier date first.")
+
+
 def _requested_basket() -> tuple[str, ...] | None:
-    return BasketResource(coins=value("COINSUM_COINS")).requested()
+    with resolved("basket") as basket:
+        return basket.requested()
 
 
 def _database() -> CoinsumDatabase:
-    """The same database resource the Dagster definitions use, for commands run outside Dagster."""
-    return CoinsumDatabase(
-        database=value("COINSUM_DB"),
-        wait_seconds=int(value("COINSUM_DB_WAIT_SECONDS")),
-        connection_config=CONNECTION_CONFIG,
-    )
+    """The same database resource the Dagster definitions use, its settings read now (it holds
+    no connection: each of its doors opens and closes its own)."""
+    with resolved("duckdb") as database:
+        return database
 
 
 def _basket(coins: str | None, first: date | None) -> int:
@@ -232,7 +231,7 @@ def _basket(coins: str | None, first: date | None) -> int:
     if coins is None:
         if first is not None:
             raise BasketError("--from goes with --set: coinsum basket --set BTC,ETH --from DAY")
-        with connect_snapshot(value("COINSUM_DB")) as conn:
+        with _database().read() as conn:
             frame = conn.execute(
                 "SELECT effective_from AS from_day, len(string_split(coins, ',')) AS coins, "
                 "coins AS basket, previous, recorded_at FROM baskets ORDER BY 1"
@@ -241,7 +240,7 @@ def _basket(coins: str | None, first: date | None) -> int:
         return 0
     basket = parse_basket(coins)
     since = first or clock.now().date()
-    stored = _database().change_basket(logging.getLogger("coinsum"), since, basket)
+    stored = _database().change_basket(LOG, since, basket)
     print(f"basket from {since} on: {len(basket)} coins ({basket_text(basket)})")
     if stored:
         print(
@@ -257,30 +256,32 @@ def _basket(coins: str | None, first: date | None) -> int:
     return 0
 
 
-def _okx_swaps(base_url: str) -> set[str]:
+def _okx_swaps() -> set[str]:
     """One request before any run, so a wrong host is one clear error, not a failed run per
     range after minutes of retries; returns the swaps OKX lists."""
-    client = OKXClient(base_url, timeout=float(value("OKX_TIMEOUT_SECONDS")), attempts=3)
+    with resolved("okx") as okx:
+        base_url, timeout = okx.base_url, okx.timeout_seconds
+    client = OKXClient(base_url, timeout=timeout, attempts=3)
     try:
         return set(client.swap_instruments())
     except OKXUnavailable as exc:
         problem = "cannot reach OKX" if not exc.code else "OKX would not list its swaps"
         raise OKXUnavailable(
-            f"{problem} at {base_url}: {exc}. Check OKX_BASE_URL and this machine's network; "
-            "if OKX is rate limiting, try again in a minute."
+            f"{problem} at {base_url}: {exc}. Check OKX_BASE_URL and this machine's "
+            "network; if OKX is rate limiting, try again in a minute."
         ) from exc
     finally:
         client.close()
 
 
 def _summary(first: date, last: date) -> dict:
-    with connect_snapshot(value("COINSUM_DB")) as conn:
+    with _database().read() as conn:
         return range_summary(conn, day_start(first), day_start(last).replace(hour=23, minute=30))
 
 
 def _sql(query: str) -> int:
     try:
-        with connect_snapshot(value("COINSUM_DB")) as conn:
+        with _database().read() as conn:
             frame = conn.execute(query).fetchdf()
     except duckdb.Error as exc:
         print(f"coinsum sql: {exc}", file=sys.stderr)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from coinsum_pipeline.partitions import BEIJING, epoch_ms
+from coinsum_pipeline.core.slots import BEIJING, epoch_ms
 
 
 def now() -> datetime:

@@ -1,52 +1,75 @@
-"""The environment variables coinsum reads, their defaults, and where local state lives.
+"""Every setting coinsum reads from the environment, with its default and meaning: one table.
 
-One table of names and defaults, used both by the Dagster definitions (as ``EnvVar``s, so the
-UI shows their source) and by the command line (as plain values).
+The Dagster resources get each setting through ``configured``: an ``EnvVar`` when the variable is
+set (Dagster reads it when a run starts, and the UI shows where it came from), its default when
+not. The command line reads the same table through ``value``. Nothing here writes to the
+environment.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from dagster import EnvVar
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
-DEFAULTS: dict[str, str] = {
-    "OKX_BASE_URL": "https://www.okx.com",
-    "OKX_TIMEOUT_SECONDS": "10",  # per request; a slower answer is retried
-    "COINSUM_DB": str(PROJECT_ROOT / "data" / "coinsum.duckdb"),
-    # how long a write waits for a session outside coinsum holding COINSUM_DB, then fails
-    "COINSUM_DB_WAIT_SECONDS": "60",
-    "COINSUM_EXPORTS": str(PROJECT_ROOT / "data" / "exports"),  # CSVs and charts, per day
-    # empty: the database's basket (SPEC's 27 for a new one); see basket.py
-    "COINSUM_COINS": "",
-    "COINSUM_START": "2026-01-03",  # first Beijing day with partitions
-    "COINSUM_MAX_MOVE_PCT": "10",  # a 30-minute move beyond this is flagged by a check
+
+@dataclass(frozen=True)
+class Setting:
+    default: str
+    meaning: str
+    kind: type[str] | type[int] | type[float] = str
+
+
+SETTINGS: dict[str, Setting] = {
+    "OKX_BASE_URL": Setting(
+        "https://www.okx.com", "OKX host; a regional host, or the local stand-in"
+    ),
+    "OKX_TIMEOUT_SECONDS": Setting("10", "per OKX request; a slower answer is retried", kind=int),
+    "COINSUM_DB": Setting(
+        str(PROJECT_ROOT / "data" / "coinsum.duckdb"),
+        "the pipeline's DuckDB file; readers use *.read.duckdb beside it",
+    ),
+    "COINSUM_DB_WAIT_SECONDS": Setting(
+        "60",
+        "how long a write waits for a session outside coinsum that holds COINSUM_DB",
+        kind=int,
+    ),
+    "COINSUM_EXPORTS": Setting(
+        str(PROJECT_ROOT / "data" / "exports"),
+        "CSVs and charts: a folder per Beijing day, ranges/ for ranges",
+    ),
+    "COINSUM_COINS": Setting(
+        "", "the basket of a new database; empty: the database's basket (SPEC's 27 when new)"
+    ),
+    "COINSUM_START": Setting(
+        "2026-01-03", "first Beijing day with partitions (read when the code location loads)"
+    ),
+    "COINSUM_MAX_MOVE_PCT": Setting(
+        "10", "a 30-minute move beyond this many percent is flagged by a check", kind=float
+    ),
 }
-
-
-def setting(name: str) -> EnvVar:
-    """For resource config: an ``EnvVar``, read when a run starts, never frozen at import.
-
-    An unset variable gets its default in this process's environment first, which the run
-    workers Dagster starts from here inherit.
-    """
-    if not os.environ.get(name):
-        os.environ[name] = DEFAULTS[name]
-    return EnvVar(name)
-
-
-def int_setting(name: str) -> EnvVar:
-    """``setting`` for a whole-number variable."""
-    setting(name)
-    return EnvVar.int(name)
 
 
 def value(name: str) -> str:
     """The variable's value now, or its default."""
-    return os.environ.get(name) or DEFAULTS[name]
+    return os.environ.get(name) or SETTINGS[name].default
+
+
+def configured(name: str) -> str | int | float | EnvVar:
+    """A setting as resource config: its ``EnvVar`` when the variable is set, else its default.
+
+    Dagster has no ``EnvVar`` for decimals: those are read when the definitions load.
+    """
+    setting = SETTINGS[name]
+    if os.environ.get(name) and setting.kind is str:
+        return EnvVar(name)
+    if os.environ.get(name) and setting.kind is int:
+        return EnvVar.int(name)
+    return setting.kind(value(name))
 
 
 def dagster_home() -> Path:

@@ -10,15 +10,14 @@ import pytest
 from dagster import DagsterEventType
 
 from coinsum_pipeline.backfill import run_slots
-from coinsum_pipeline.basket import (
+from coinsum_pipeline.cli import main
+from coinsum_pipeline.core.basket import (
     DEFAULT_COINS,
     BasketError,
     BasketHistory,
     parse_basket,
 )
-from coinsum_pipeline.cli import main
-from coinsum_pipeline_tests.conftest import Pipeline, beijing
-from coinsum_pipeline_tests.test_exports import read_csv
+from coinsum_pipeline_tests.helpers import Pipeline, beijing, read_csv
 
 DAY1 = ["--from", "2026-01-05", "--to", "2026-01-05"]
 DAY2 = ["--from", "2026-01-06", "--to", "2026-01-06"]

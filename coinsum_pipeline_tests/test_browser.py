@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from coinsum_pipeline.backfill import export_range
-from coinsum_pipeline_tests.conftest import Pipeline
+from coinsum_pipeline_tests.helpers import Pipeline
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from datetime import datetime
 
 import pytest
-from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey
+from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, DefaultSensorStatus
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from coinsum_pipeline.backfill import run_slots
-from coinsum_pipeline.partitions import SLOT, current_slot, epoch_ms, slot_key, slots_in
-from coinsum_pipeline_tests.conftest import Pipeline, beijing
+from coinsum_pipeline.core.slots import SLOT, current_slot, epoch_ms, slot_key, slots_in
+from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 SLOTS = AssetKey("basket_slots")
 DONE = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
@@ -107,58 +107,25 @@ def test_extreme_moves_are_flagged_beyond_the_limit(
         assert description.startswith("30-minute move beyond 0.0001%: AAVE ")
 
 
-def test_freshness_fails_when_the_newest_slot_is_old(
+def test_freshness_fails_while_the_slot_due_by_the_last_deadline_is_missing(
     pipeline: Pipeline, clock_at: Callable[[str], datetime]
 ) -> None:
-    now = clock_at("2026-01-10 03:18")
-    run_slots([beijing("2026-01-05 10:00")], pipeline.instance)
-    passed, description, _ = results(pipeline, "newest_slot_fresh")[None]
-    assert not passed  # 4 days 17 h 18 min, and the seconds the test has taken since
-    assert description.startswith("newest slot 2026-01-05-10:00 is 679"), description
+    clock_at("2026-01-10 03:18")  # the last deadline was 02:50: the 02:30 slot is due
+    run_slots([beijing("2026-01-10 02:00")], pipeline.instance)
+    passed, description, severity = results(pipeline, "freshness_check")[None]
+    assert (passed, severity) == (False, AssetCheckSeverity.WARN)
+    assert "We expected partition 2026-01-10-02:30 to have arrived" in description
 
-    run_slots([current_slot(now)], pipeline.instance)
-    passed, description, _ = results(pipeline, "newest_slot_fresh")[None]
+    run_slots([beijing("2026-01-10 02:30")], pipeline.instance)
+    passed, description, _ = results(pipeline, "freshness_check")[None]
     assert passed, description
 
 
-def test_freshness_has_its_own_schedule_and_is_quiet_when_live_collection_is_off(
-    pipeline: Pipeline,
-) -> None:
-    from dagster._core.definitions.run_request import InstigatorType
-    from dagster._core.remote_origin import (
-        InProcessCodeLocationOrigin,
-        RemoteInstigatorOrigin,
-        RemoteRepositoryOrigin,
-    )
-    from dagster._core.scheduler.instigation import (
-        InstigatorState,
-        InstigatorStatus,
-        ScheduleInstigatorData,
-    )
-    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-
+def test_freshness_is_evaluated_by_its_own_sensor_as_well() -> None:
     from coinsum_pipeline.definitions import defs
-    from coinsum_pipeline.schedules import live_slots
 
-    job = defs.resolve_job_def("check_freshness")
-    assert [s.job_name for s in defs.schedules if s.name == "freshness"] == ["check_freshness"]
-    run_slots([beijing("2026-01-05 10:00")], pipeline.instance)
-    assert job.execute_in_process(instance=pipeline.instance).success  # a warning, not a failure
-    assert results(pipeline, "newest_slot_fresh")[None][0] is False
-
-    location = InProcessCodeLocationOrigin(
-        LoadableTargetOrigin(module_name="coinsum_pipeline.definitions"), location_name="coinsum"
-    )
-    origin = RemoteInstigatorOrigin(
-        RemoteRepositoryOrigin(location, "__repository__"), "live_slots"
-    )
-    pipeline.instance.add_instigator_state(  # what turning the live schedule off in the UI stores
-        InstigatorState(
-            origin,
-            InstigatorType.SCHEDULE,
-            InstigatorStatus.STOPPED,
-            ScheduleInstigatorData(live_slots.cron_schedule),
-        )
-    )
-    assert job.execute_in_process(instance=pipeline.instance).success
-    assert results(pipeline, "newest_slot_fresh")[None][1] == "live collection is off: not checked"
+    sensor = defs.resolve_sensor_def("freshness")
+    assert sensor.default_status == DefaultSensorStatus.RUNNING
+    assert sensor.asset_selection.resolve_checks(defs.resolve_asset_graph()) == {
+        AssetCheckKey(SLOTS, "freshness_check")
+    }

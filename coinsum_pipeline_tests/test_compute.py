@@ -6,11 +6,10 @@ import math
 from collections.abc import Callable
 from datetime import date, timedelta
 
-from coinsum_pipeline.compute import compute_slot_tables, pct_change
-from coinsum_pipeline.fetch import CoinFetch
-from coinsum_pipeline.okx import Candle
-from coinsum_pipeline.partitions import SLOT, epoch_ms
-from coinsum_pipeline_tests.conftest import beijing
+from coinsum_pipeline.core.compute import compute_slot_tables, pct_change
+from coinsum_pipeline.core.market import Candle, CoinFetch
+from coinsum_pipeline.core.slots import SLOT, epoch_ms
+from coinsum_pipeline_tests.helpers import beijing
 
 MIDNIGHT = beijing("2026-01-05 00:00")
 

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from coinsum_pipeline_tests.conftest import Pipeline
+from coinsum_pipeline_tests.helpers import Pipeline
 
 
 def test_concurrent_backfills_queue_on_the_database(pipeline: Pipeline) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 from dagster import AssetKey, DefaultScheduleStatus, build_schedule_context
 
 from coinsum_pipeline.definitions import defs
-from coinsum_pipeline.schedules import live_slots
-from coinsum_pipeline_tests.conftest import beijing
+from coinsum_pipeline.defs.schedules import live_slots
+from coinsum_pipeline_tests.helpers import beijing
 
 ROOT = Path(__file__).resolve().parents[1]
 

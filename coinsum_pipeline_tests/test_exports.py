@@ -4,7 +4,6 @@ and `coinsum export`, and the sensor that keeps each day's exports current."""
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 from collections.abc import Iterator
 from datetime import date
@@ -15,14 +14,12 @@ from dagster import AssetKey, DagsterInstance, evaluate_automation_conditions
 
 from coinsum_pipeline.backfill import export_range, run_slots
 from coinsum_pipeline.cli import main
+from coinsum_pipeline.core.slots import epoch_ms
 from coinsum_pipeline.definitions import defs
-from coinsum_pipeline.partitions import epoch_ms
+from coinsum_pipeline.okx.fake import FakeOKX
 from coinsum_pipeline.settings import dagster_home
-from coinsum_pipeline_tests.conftest import Pipeline, beijing
-from coinsum_pipeline_tests.fake_okx import FakeOKX
+from coinsum_pipeline_tests.helpers import PNG, Pipeline, beijing, header, read_csv
 
-PNG = b"\x89PNG\r\n\x1a\n"
-BOM = b"\xef\xbb\xbf"
 HEADERS = {
     "full": ["日期", "时间", "时间戳", "币种", "基准价格", "当前价格", "涨跌幅"],
     "sum": ["日期", "时间", "时间戳", "27币涨跌幅总和", "报告币数"],
@@ -30,18 +27,6 @@ HEADERS = {
 }
 DAY = "2026-01-05"
 GAP = (beijing("2026-01-05 04:00"), beijing("2026-01-05 05:00"))  # ETH: 3 slots without candle
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    """The rows of an export, after checking it starts with the BOM Excel needs."""
-    assert path.read_bytes().startswith(BOM), f"{path} has no UTF-8 BOM"
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-def header(path: Path) -> list[str]:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
-        return next(csv.reader(handle))
 
 
 @pytest.fixture(scope="module")

@@ -17,12 +17,11 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_START_TAG
 
 from coinsum_pipeline.backfill import run_slots
-from coinsum_pipeline.basket import DEFAULT_COINS
 from coinsum_pipeline.cli import main
-from coinsum_pipeline.partitions import SLOT_MS, day_start, epoch_ms, slot_key, slots_in
-from coinsum_pipeline_tests.conftest import Pipeline, beijing
-from coinsum_pipeline_tests.fake_okx import HISTORY_CANDLES
-from coinsum_pipeline_tests.test_pipeline import assert_values_exact, table_snapshot
+from coinsum_pipeline.core.basket import DEFAULT_COINS
+from coinsum_pipeline.core.slots import SLOT_MS, day_start, epoch_ms, slot_key, slots_in
+from coinsum_pipeline.okx.fake import HISTORY_CANDLES
+from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact, beijing, table_snapshot
 
 FIRST, LAST = date(2026, 1, 5), date(2026, 1, 10)
 OUTAGE = (beijing("2026-01-07 22:00"), beijing("2026-01-08 02:00"))  # ETH, across midnight

@@ -8,7 +8,8 @@ from datetime import date, timedelta
 
 import pytest
 
-from coinsum_pipeline.okx import (
+from coinsum_pipeline.core.slots import SLOT_MS
+from coinsum_pipeline.okx.client import (
     CANDLES,
     HISTORY_CANDLES,
     OKXClient,
@@ -16,9 +17,8 @@ from coinsum_pipeline.okx import (
     OKXUnavailable,
     UnknownInstrument,
 )
-from coinsum_pipeline.partitions import SLOT_MS
-from coinsum_pipeline_tests.conftest import midnight_ms
-from coinsum_pipeline_tests.fake_okx import RETRYABLE_FAULTS, FakeOKX
+from coinsum_pipeline.okx.fake import RETRYABLE_FAULTS, FakeOKX
+from coinsum_pipeline_tests.helpers import midnight_ms
 
 BTC = "BTC-USDT-SWAP"
 FIRST = midnight_ms(date(2026, 1, 3))

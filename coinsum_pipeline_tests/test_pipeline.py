@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from datetime import date
 
 import pytest
@@ -11,52 +9,21 @@ from dagster import AssetKey
 
 from coinsum_pipeline.backfill import backfill, export_range, run_slots
 from coinsum_pipeline.cli import main
-from coinsum_pipeline.partitions import SLOT, day_start, epoch_ms, slots_in
-from coinsum_pipeline_tests.conftest import (
+from coinsum_pipeline.core.slots import SLOT, day_start, epoch_ms, slots_in
+from coinsum_pipeline.okx.fake import HISTORY_CANDLES
+from coinsum_pipeline_tests.helpers import (
+    PNG,
     Pipeline,
+    assert_values_exact,
     beijing,
     midnight_ms,
+    read_csv,
     real_rows,
-    served_open,
+    table_snapshot,
 )
-from coinsum_pipeline_tests.fake_okx import HISTORY_CANDLES
-from coinsum_pipeline_tests.test_exports import PNG, read_csv
 
 SLOTS = AssetKey("basket_slots")
 NOW = beijing("2026-11-25 10:00")  # any moment after the ranges these tests fetch
-
-
-def assert_values_exact(pipeline: Pipeline) -> int:
-    """Every stored value is SPEC's formula over the candles served, and every sum adds them."""
-    rows = pipeline.query(
-        "SELECT slot_ts_ms, trade_date, inst_id, coin, base_price, price, pct_change "
-        "FROM coin_prices"
-    )
-    by_slot: dict[int, list[float]] = defaultdict(list)
-    for ts, day, inst_id, _coin, base, price, pct in rows:
-        assert price == served_open(pipeline.okx, inst_id, ts)
-        assert base == served_open(pipeline.okx, inst_id, midnight_ms(day))
-        assert pct == (price - base) / base * 100
-        by_slot[ts].append(pct)
-    sums = pipeline.query("SELECT slot_ts_ms, sum_pct, coins_reported FROM coin_sum")
-    for ts, total, reported in sums:
-        assert reported == len(by_slot[ts])
-        assert total == math.fsum(by_slot[ts])
-    return len(rows)
-
-
-def table_snapshot(pipeline: Pipeline) -> dict[str, list[tuple]]:
-    return {
-        "prices": pipeline.query(
-            "SELECT slot_start, coin, base_price, price, pct_change FROM coin_prices ORDER BY 1, 2"
-        ),
-        "sums": pipeline.query(
-            "SELECT slot_start, sum_pct, coins_reported, complete FROM coin_sum ORDER BY 1"
-        ),
-        "missing": pipeline.query(
-            "SELECT slot_start, coin, reason FROM missing_values ORDER BY 1, 2"
-        ),
-    }
 
 
 def test_first_users_range_fills_every_slot_exactly(pipeline: Pipeline) -> None:
@@ -121,7 +88,7 @@ def test_midnight_slot_alone_is_zero_percent(pipeline: Pipeline) -> None:
 def test_live_slot_just_after_midnight_uses_the_open_candle(pipeline: Pipeline) -> None:
     from dagster import build_schedule_context
 
-    from coinsum_pipeline.schedules import live_slots
+    from coinsum_pipeline.defs.schedules import live_slots
 
     pipeline.okx.now_ms = epoch_ms(beijing("2026-01-10 00:31"))
     request = live_slots(

@@ -10,10 +10,15 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from coinsum_pipeline import schema
 from coinsum_pipeline.cli import main
-from coinsum_pipeline.schema import SCHEMA_VERSION, SchemaError, ensure_schema, schema_version
-from coinsum_pipeline_tests.conftest import Pipeline
+from coinsum_pipeline.warehouse import schema
+from coinsum_pipeline.warehouse.schema import (
+    SCHEMA_VERSION,
+    SchemaError,
+    ensure_schema,
+    schema_version,
+)
+from coinsum_pipeline_tests.helpers import Pipeline
 
 # Written by coinsum's first schema (before versions were recorded): 2026-01-05 for BTC, ETH,
 # SOL, NEW (listed 09:10) and NOPE (no such swap), ETH without candles 04:00 to 05:00.

@@ -10,7 +10,7 @@ import pytest
 from dagster import SensorResult, SkipReason, build_sensor_context
 
 from coinsum_pipeline.backfill import run_slots
-from coinsum_pipeline.partitions import (
+from coinsum_pipeline.core.slots import (
     SLOT,
     current_slot,
     day_start,
@@ -19,10 +19,10 @@ from coinsum_pipeline.partitions import (
     slot_of_key,
     slots_in,
 )
-from coinsum_pipeline.sensors import REPAIR_TAG, TRIES_PER_SLOT, TRY_TAG, gap_repair
-from coinsum_pipeline_tests.conftest import Pipeline
-from coinsum_pipeline_tests.fake_okx import CANDLES
-from coinsum_pipeline_tests.test_pipeline import assert_values_exact
+from coinsum_pipeline.defs.resources import resolved
+from coinsum_pipeline.defs.sensors import REPAIR_TAG, TRIES_PER_SLOT, TRY_TAG, gap_repair
+from coinsum_pipeline.okx.fake import CANDLES
+from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact
 
 CLOCKS = ["2026-01-10 00:05", "2026-01-10 03:18", "2026-01-09 23:55"]
 
@@ -35,7 +35,11 @@ def last_48_hours(now: datetime) -> list[datetime]:
 
 
 def tick(pipeline: Pipeline, cursor: str | None) -> SensorResult | SkipReason:
-    return gap_repair(build_sensor_context(instance=pipeline.instance, cursor=cursor))
+    with resolved("duckdb") as database:
+        context = build_sensor_context(
+            instance=pipeline.instance, cursor=cursor, resources={"duckdb": database}
+        )
+        return gap_repair(context)
 
 
 def requested_slots(result: SensorResult) -> list[list[datetime]]:

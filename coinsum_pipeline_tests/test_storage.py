@@ -15,12 +15,10 @@ import pytest
 from dagster import DagsterEventType
 
 from coinsum_pipeline.backfill import run_slots
-from coinsum_pipeline.compute import SlotTables, compute_slot_tables
-from coinsum_pipeline.fetch import CoinFetch
-from coinsum_pipeline.okx import Candle
-from coinsum_pipeline.partitions import SLOT, epoch_ms, slots_in
-from coinsum_pipeline.schema import ensure_schema
-from coinsum_pipeline.storage import (
+from coinsum_pipeline.core.compute import SlotTables, compute_slot_tables
+from coinsum_pipeline.core.market import Candle, CoinFetch
+from coinsum_pipeline.core.slots import SLOT, epoch_ms, slots_in
+from coinsum_pipeline.warehouse.database import (
     CoinsumDatabase,
     DatabaseHeld,
     StorageError,
@@ -28,7 +26,8 @@ from coinsum_pipeline.storage import (
     snapshot_path,
     writer_lock,
 )
-from coinsum_pipeline_tests.conftest import Pipeline, beijing
+from coinsum_pipeline.warehouse.schema import ensure_schema
+from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 DAY = beijing("2026-01-05 00:00")
 

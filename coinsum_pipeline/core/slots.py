@@ -1,8 +1,8 @@
-"""Slots of the Beijing day and the Dagster partitions that stand for them.
+"""Slots of the Beijing day: the 48 half hours, their keys and their OKX timestamps.
 
-One partition per 30-minute slot in Asia/Shanghai, keyed ``YYYY-MM-DD-HH:MM`` in Beijing time,
-so a partition key reads the way users talk about a slot. OKX 30m candles open at :00 and :30
-UTC, which are also :00 and :30 in Beijing, so a slot's start is exactly its candle's ``ts``.
+A slot is keyed ``YYYY-MM-DD-HH:MM`` in Beijing time, so a key (and the Dagster partition named
+by it) reads the way users talk about a slot. OKX 30m candles open at :00 and :30 UTC, which
+are also :00 and :30 in Beijing, so a slot's start is exactly its candle's ``ts``.
 """
 
 from __future__ import annotations
@@ -10,10 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
-
-from dagster import TimeWindowPartitionsDefinition
-
-from coinsum_pipeline.settings import value
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 SLOT = timedelta(minutes=30)
@@ -36,32 +32,16 @@ def parse_day(text: str, what: str = "date") -> date:
         ) from None
 
 
-def start_date() -> date:
-    """First Beijing day with partitions: ``COINSUM_START`` or 2026-01-03."""
-    return parse_day(value("COINSUM_START"), "COINSUM_START")
-
-
 def days_in(first: date, last: date) -> list[date]:
     """The Beijing days ``first``..``last``, inclusive; a reversed range is refused, saying so."""
     if last < first:
-        raise DateError(f"--to {last} is before --from {first}: give the earlier date first.")
+        raise DateError(f"the last day {last} is before the first day {first}.")
     return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
 def day_start(day: date) -> datetime:
     """00:00 Beijing time of a calendar day, as an aware datetime."""
     return datetime(day.year, day.month, day.day, tzinfo=BEIJING)
-
-
-def slot_partitions(first_day: date | None = None) -> TimeWindowPartitionsDefinition:
-    """The slot partitions; ``end_offset=1`` makes the running slot a partition once it starts."""
-    return TimeWindowPartitionsDefinition(
-        cron_schedule="*/30 * * * *",
-        timezone="Asia/Shanghai",
-        start=day_start(first_day or start_date()).strftime(KEY_FORMAT),
-        fmt=KEY_FORMAT,
-        end_offset=1,
-    )
 
 
 def slot_key(slot: datetime) -> str:

@@ -7,7 +7,6 @@ events per asset per partition (tens of ms each), which dominate a long backfill
 transaction means a slot is never half-written across tables.
 """
 
-import warnings
 from collections import Counter
 from datetime import timedelta
 
@@ -16,39 +15,27 @@ from dagster import (
     AutomationCondition,
     BackfillPolicy,
     Backoff,
-    BetaWarning,
-    DailyPartitionsDefinition,
     Failure,
     Jitter,
     MaterializeResult,
     MetadataValue,
-    PreviewWarning,
     RetryPolicy,
     asset,
 )
 
-from coinsum_pipeline.basket import BasketError, BasketResource
-from coinsum_pipeline.charts import image_markdown
-from coinsum_pipeline.compute import compute_slot_tables
-from coinsum_pipeline.exports import ExportFolder, export_days, markdown_table
-from coinsum_pipeline.fetch import fetch_basket
-from coinsum_pipeline.okx import OKXResource
-from coinsum_pipeline.partitions import days_in, slot_partitions, slots_in, start_date
-from coinsum_pipeline.reasons import MissingReason
-from coinsum_pipeline.schema import SchemaError
-from coinsum_pipeline.storage import (
-    CoinsumDatabase,
-    DatabaseHeld,
-    connect_snapshot,
-    replace_slots,
-)
+from coinsum_pipeline.core.basket import BasketError
+from coinsum_pipeline.core.compute import compute_slot_tables
+from coinsum_pipeline.core.reasons import MissingReason
+from coinsum_pipeline.core.slots import days_in, slots_in
+from coinsum_pipeline.defs.dagster_compat import decorate_without_notices
+from coinsum_pipeline.defs.partitions import DAY_PARTITIONS, SLOT_PARTITIONS
+from coinsum_pipeline.defs.resources import BasketResource, ExportFolder, OKXResource
+from coinsum_pipeline.okx.fetch import fetch_basket
+from coinsum_pipeline.warehouse.charts import image_markdown
+from coinsum_pipeline.warehouse.database import CoinsumDatabase, DatabaseHeld, replace_slots
+from coinsum_pipeline.warehouse.exports import export_days, markdown_table
+from coinsum_pipeline.warehouse.schema import SchemaError
 
-# Backfill policies (how Dagster runs a range as one run) and partitioned asset checks (checks
-# shown per slot) are labelled beta/preview in Dagster 1.13; the notices are noise to users.
-warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
-warnings.filterwarnings("ignore", message="Specifying a partitions_def", category=PreviewWarning)
-
-SLOT_PARTITIONS = slot_partitions()
 # 288 slots = 6 days: one 300-row candle page per coin per run, the fewest requests possible.
 SLOTS_PER_RUN = 288
 OKX_POOL = "okx"
@@ -57,7 +44,8 @@ OWNERS = ["team:coinsum-data"]
 FAIL_FAST_TAG = "coinsum/fail_fast"
 
 
-@asset(
+@decorate_without_notices(
+    asset,
     partitions_def=SLOT_PARTITIONS,
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=SLOTS_PER_RUN),
     retry_policy=RetryPolicy(
@@ -124,9 +112,6 @@ def basket_slots(
     return MaterializeResult(metadata=metadata)
 
 
-DAY_PARTITIONS = DailyPartitionsDefinition(
-    start_date=start_date().isoformat(), timezone="Asia/Shanghai", end_offset=1
-)
 # Export a day again whenever one of its slots was written since the day was last exported,
 # once no slot run is in flight, for any day (a backfill's old days as well as today).
 EXPORT_WHEN_SLOTS_CHANGE = (
@@ -136,7 +121,8 @@ EXPORT_WHEN_SLOTS_CHANGE = (
 ).with_label("a slot of the day changed")
 
 
-@asset(
+@decorate_without_notices(
+    asset,
     partitions_def=DAY_PARTITIONS,
     deps=[basket_slots],
     backfill_policy=BackfillPolicy.single_run(),
@@ -158,7 +144,7 @@ def day_exports(
 ) -> MaterializeResult:
     window = context.partition_time_window
     days = days_in(window.start.date(), (window.end - timedelta(days=1)).date())
-    with connect_snapshot(duckdb.database) as conn:
+    with duckdb.read() as conn:
         written = [export_days(conn, day, day, exports.day(day)) for day in days]
         whole = (
             export_days(conn, days[0], days[-1], exports.ranges()) if len(days) > 1 else written[0]

@@ -1,4 +1,6 @@
-"""Gap repair: collect again the recent slots that a later fetch can fill.
+"""The sensors: gap repair, the exports that follow the slots, and the freshness check's.
+
+Gap repair collects again the recent slots that a later fetch can fill.
 
 Two kinds of gap. Slots stored with values OKX may still give: ``no_candle`` (OKX publishes a
 candle late), ``fetch_failed`` (OKX kept failing), and ``no_base`` when the day's 00:00 candle
@@ -7,6 +9,10 @@ live schedule should have collected them. The sensor requests a run for each str
 consecutive such slots, within bounds: how far back it looks, how many runs one tick requests,
 and how many times one slot is tried. A slot still empty after its tries stays in
 ``missing_values``, reported, and is not tried again.
+
+``export_on_new_slots`` is Dagster's automation sensor: it re-exports each day whose slots were
+written since its last export. ``freshness`` runs ``freshness_check`` whenever the newest slot
+could have become overdue.
 """
 
 import json
@@ -14,8 +20,9 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-import duckdb
 from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
     DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
@@ -23,23 +30,18 @@ from dagster import (
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
+    build_sensor_for_freshness_checks,
     sensor,
 )
 
 from coinsum_pipeline import clock
-from coinsum_pipeline.assets import SLOTS_PER_RUN
-from coinsum_pipeline.dagster_private import partition_tags
-from coinsum_pipeline.partitions import (
-    SLOT,
-    current_slot,
-    day_start,
-    slot_key,
-    slots_in,
-    start_date,
-)
-from coinsum_pipeline.schedules import slots_job
-from coinsum_pipeline.settings import value
-from coinsum_pipeline.storage import snapshot_path, stored_since
+from coinsum_pipeline.core.slots import SLOT, current_slot, day_start, slot_key, slots_in
+from coinsum_pipeline.defs.assets import SLOTS_PER_RUN, day_exports
+from coinsum_pipeline.defs.checks import freshness_check
+from coinsum_pipeline.defs.dagster_compat import partition_tags, without_notices
+from coinsum_pipeline.defs.jobs import slots_job
+from coinsum_pipeline.defs.partitions import FIRST_DAY
+from coinsum_pipeline.warehouse.database import CoinsumDatabase, StorageError, stored_since
 
 LOOKBACK = timedelta(hours=48)
 # A slot is due once it is this old: the live schedule collects it one minute in.
@@ -60,7 +62,7 @@ BUSY = [
 
 def due_slots(now: datetime) -> list[datetime]:
     """The slots of the look-back window that live collection should have stored by ``now``."""
-    first = max(current_slot(now - LOOKBACK) + SLOT, day_start(start_date()))
+    first = max(current_slot(now - LOOKBACK) + SLOT, day_start(FIRST_DAY))
     return list(slots_in(first, current_slot(now - SETTLE) + SLOT))
 
 
@@ -131,7 +133,9 @@ def plan_repairs(
         "which slots and coins it is for and why."
     ),
 )
-def gap_repair(context: SensorEvaluationContext) -> SensorResult | SkipReason:
+def gap_repair(
+    context: SensorEvaluationContext, duckdb: CoinsumDatabase
+) -> SensorResult | SkipReason:
     busy = context.instance.get_run_records(
         RunsFilter(job_name=slots_job.name, statuses=BUSY), limit=1
     )
@@ -141,12 +145,11 @@ def gap_repair(context: SensorEvaluationContext) -> SensorResult | SkipReason:
     due = due_slots(now)
     if not due:
         return SkipReason("no slot is due yet")
-    snapshot = snapshot_path(value("COINSUM_DB"))
-    stored: set[datetime] = set()
-    gaps: dict[datetime, str] = {}
-    if snapshot.exists():
-        with duckdb.connect(str(snapshot), read_only=True) as conn:
+    try:
+        with duckdb.read() as conn:
             stored, gaps = stored_since(conn, due[0])
+    except StorageError:  # no data yet: every due slot is a gap
+        stored, gaps = set(), {}
     cursor = json.loads(context.cursor or "{}")
     tries = {k: n for k, n in cursor.items() if k >= slot_key(due[0])}
     requests, tries, given_up = plan_repairs(due, stored, gaps, tries)
@@ -158,3 +161,20 @@ def gap_repair(context: SensorEvaluationContext) -> SensorResult | SkipReason:
             + (f" ({len(given_up)} slots left reported after their tries)" if given_up else "")
         )
     return SensorResult(run_requests=requests, cursor=json.dumps(tries, sort_keys=True))
+
+
+export_on_new_slots = AutomationConditionSensorDefinition(
+    "export_on_new_slots",
+    target=AssetSelection.assets(day_exports),
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+    description="Re-exports each day whose slots were written since its last export.",
+)
+
+freshness_sensor = without_notices(
+    build_sensor_for_freshness_checks,
+    freshness_checks=[freshness_check],
+    name="freshness",
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+)

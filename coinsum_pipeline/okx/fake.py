@@ -9,8 +9,8 @@ Prices are synthetic but deterministic (a function of instrument and ts), so a t
 every expected number from what was served; ``replay_real()`` serves the real OKX candles in
 ``shared/okx-real`` instead for their instruments.
 
-Run on its own for an offline demo of the whole pipeline:
-``python -m coinsum_pipeline_tests.fake_okx --port 18080``.
+Product code, not a test helper: the tests, the benchmark and offline demos all run against it.
+Run on its own: ``python -m coinsum_pipeline.okx.fake --port 18080``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
-from coinsum_pipeline.basket import DEFAULT_COINS, swap_inst_id
+from coinsum_pipeline.core.basket import DEFAULT_COINS, swap_inst_id
+from coinsum_pipeline.settings import PROJECT_ROOT
 
 CANDLES = "/api/v5/market/candles"
 HISTORY_CANDLES = "/api/v5/market/history-candles"
@@ -49,7 +50,8 @@ OKX_RATE_LIMITS = {
     INSTRUMENTS: (20, 2.0),
     TICKERS: (20, 2.0),
 }
-REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "okx-real"
+# Real OKX candles, in the shared/ folder beside the project.
+REAL_DATA = PROJECT_ROOT.parent / "shared" / "okx-real"
 
 # kind -> (HTTP status, OKX code or None for a non-JSON body, message)
 FAULTS: dict[str, tuple[int, str | None, str]] = {

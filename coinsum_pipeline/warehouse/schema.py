@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import duckdb
 
-from coinsum_pipeline.basket import DEFAULT_COINS
+from coinsum_pipeline.core.basket import DEFAULT_COINS
 
 SCHEMA_VERSION = 2
 

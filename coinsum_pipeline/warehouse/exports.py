@@ -17,11 +17,10 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
-from dagster import ConfigurableResource
 
-from coinsum_pipeline.basket import ordered_union
-from coinsum_pipeline.charts import render_curve, render_day_table
-from coinsum_pipeline.partitions import days_in
+from coinsum_pipeline.core.basket import ordered_union
+from coinsum_pipeline.core.slots import days_in
+from coinsum_pipeline.warehouse.charts import render_curve, render_day_table
 
 SUM_HEADER = "27币涨跌幅总和"
 QUERIES = {
@@ -144,16 +143,3 @@ def export_days(
             title=title,
         )
     return Export(folder, files, rows, frames["sum"])
-
-
-class ExportFolder(ConfigurableResource):
-    """Where exports go (``COINSUM_EXPORTS``, default ``data/exports``): a folder per Beijing
-    day, and ``ranges/`` for range exports."""
-
-    path: str
-
-    def day(self, day: date) -> Path:
-        return Path(self.path) / day.isoformat()
-
-    def ranges(self) -> Path:
-        return Path(self.path) / "ranges"

@@ -1,4 +1,6 @@
-"""The DuckDB tables users query, and the one way rows get into them.
+"""The DuckDB file and its Dagster resource, the only door in: ``read()`` for the readers'
+snapshot, ``write()`` (and ``baskets()``, ``change_basket()``) for the file itself. Every
+``duckdb.connect`` of coinsum is here.
 
 A run replaces exactly the slots it covers in all three tables inside one transaction, so a
 re-run never duplicates a row and a reader never sees a half-written slot. After each write the
@@ -23,17 +25,17 @@ from pathlib import Path
 import duckdb
 from dagster_duckdb import DuckDBResource
 
-from coinsum_pipeline.basket import (
+from coinsum_pipeline.core.basket import (
     DEFAULT_COINS,
     BasketError,
     BasketHistory,
     basket_text,
     check_requested,
 )
-from coinsum_pipeline.compute import SlotTables
-from coinsum_pipeline.reasons import FILLABLE, MissingReason, repairable_details
-from coinsum_pipeline.schema import SCHEMA_VERSION, ensure_schema, schema_version
-from coinsum_pipeline.views import create_views
+from coinsum_pipeline.core.compute import SlotTables
+from coinsum_pipeline.core.reasons import FILLABLE, MissingReason, repairable_details
+from coinsum_pipeline.warehouse.schema import SCHEMA_VERSION, ensure_schema, schema_version
+from coinsum_pipeline.warehouse.views import create_views
 
 # A Python variable named like a missing table must never be read as that table.
 CONNECTION_CONFIG = {"python_enable_replacements": False}
@@ -175,14 +177,6 @@ def snapshot_path(database: str | Path) -> Path:
     return path.with_name(f"{path.stem}.read{path.suffix or '.duckdb'}")
 
 
-def connect_snapshot(database: str | Path) -> duckdb.DuckDBPyConnection:
-    """The readers' snapshot of ``database``, read-only: never blocks a run, nor is blocked."""
-    path = snapshot_path(database)
-    if not path.exists():
-        raise StorageError(f"no data yet: {path} does not exist. Run `coinsum backfill` first.")
-    return duckdb.connect(str(path), read_only=True)
-
-
 def publish_snapshot(database: str | Path) -> Path:
     """Copy the (checkpointed, closed) database to its snapshot path in one atomic rename.
 
@@ -196,7 +190,7 @@ def publish_snapshot(database: str | Path) -> Path:
     return target
 
 
-def connect_waiting(
+def _connect_waiting(
     database: str, config: dict, log: logging.Logger, wait_seconds: float
 ) -> duckdb.DuckDBPyConnection:
     """Open ``database`` for writing, waiting while another process holds it.
@@ -225,44 +219,62 @@ def connect_waiting(
             time.sleep(0.5)
 
 
-def probe_writable(database: str) -> None:
-    """Fail now, before any fetch, if ``database`` cannot be written: its folder is not
-    writable, or another process holds the file. Waits for coinsum's own writers, as a run
-    would; creates nothing that does not exist."""
-    with writer_lock(database):
-        if not Path(database).exists():
-            return
-        try:
-            duckdb.connect(database, read_only=False).close()
-        except duckdb.IOException as exc:
-            if _is_lock_conflict(exc):
-                raise _held(database, exc) from exc
-            raise StorageError(f"cannot open the DuckDB file {database}: {exc}") from exc
-
-
 class CoinsumDatabase(DuckDBResource):
-    """The DuckDB file (``COINSUM_DB``) and the one safe way to write it.
+    """The DuckDB file (``COINSUM_DB``): the readers' snapshot, and the one safe way to write.
 
     ``write()`` queues behind other coinsum writers, waits for an outside holder (up to
     ``wait_seconds``, ``COINSUM_DB_WAIT_SECONDS``, then fails with ``DatabaseHeld`` naming
-    it), creates the tables and views, and publishes the readers' snapshot once the write is
-    committed and checkpointed.
+    it), brings the schema up to date, and after the write recreates the views and publishes
+    the readers' snapshot once the write is committed and checkpointed.
     """
 
-    wait_seconds: int = 60
+    wait_seconds: int
+
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The readers' snapshot, read-only: it never blocks a run, nor is blocked by one."""
+        path = snapshot_path(self.database)
+        if not path.exists():
+            raise StorageError(f"no data yet: {path} does not exist. Run `coinsum backfill` first.")
+        with duckdb.connect(str(path), read_only=True) as conn:
+            yield conn
+
+    @contextmanager
+    def get_connection(
+        self, log: logging.Logger | None = None
+    ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The file itself, for writing: waits ``wait_seconds`` for an outside holder, then
+        raises ``DatabaseHeld``. Use ``write()``, which also queues coinsum's writers and
+        publishes the snapshot; this is its raw connection."""
+        log = log or logging.getLogger(__name__)
+        conn = _connect_waiting(self.database, self.connection_config, log, self.wait_seconds)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def probe(self) -> None:
+        """Fail now, before any fetch, if the file cannot be written: its folder is not
+        writable, or another process holds it. Waits for coinsum's own writers, as a run
+        would; creates nothing that does not exist."""
+        with writer_lock(self.database):
+            if not Path(self.database).exists():
+                return
+            try:
+                duckdb.connect(self.database, read_only=False).close()
+            except duckdb.IOException as exc:
+                if _is_lock_conflict(exc):
+                    raise _held(self.database, exc) from exc
+                raise StorageError(f"cannot open the DuckDB file {self.database}: {exc}") from exc
 
     @contextmanager
     def _open(self, log: logging.Logger) -> Iterator[duckdb.DuckDBPyConnection]:
-        with writer_lock(self.database, log):
-            conn = connect_waiting(self.database, self.connection_config, log, self.wait_seconds)
-            try:
-                ensure_schema(conn)
-                yield conn
-                create_views(conn, read_baskets(conn).all_coins())
-                conn.execute("CHECKPOINT")
-            finally:
-                conn.close()
-            publish_snapshot(self.database)
+        with writer_lock(self.database, log), self.get_connection(log) as conn:
+            ensure_schema(conn)
+            yield conn
+            create_views(conn, read_baskets(conn).all_coins())
+            conn.execute("CHECKPOINT")
+        publish_snapshot(self.database)
 
     def baskets(
         self, log: logging.Logger, requested: tuple[str, ...] | None, first_day: date
@@ -300,10 +312,9 @@ class CoinsumDatabase(DuckDBResource):
         return len({day for day, basket in stored if basket != basket_text(history.on(day))})
 
     def _snapshot_baskets(self) -> BasketHistory | None:
-        path = snapshot_path(self.database)
-        if not path.exists():
+        if not snapshot_path(self.database).exists():
             return None
-        with duckdb.connect(str(path), read_only=True) as conn:
+        with self.read() as conn:
             if schema_version(conn) != SCHEMA_VERSION:
                 return None
             history = read_baskets(conn)

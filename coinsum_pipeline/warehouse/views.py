@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import duckdb
 
-from coinsum_pipeline.reasons import MissingReason
+from coinsum_pipeline.core.reasons import MissingReason
 
 SUM_COLUMN = "sum_pct"
 

@@ -15,8 +15,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from dagster import ConfigurableResource
-
 DEFAULT_COINS: tuple[str, ...] = tuple(
     """BTC ETH XRP BNB SOL LTC DOGE SUI TRX TON ETC BCH HBAR XLM FIL LINK
        CRO DOT UNI NEAR APT CFX CRV STX LDO TAO AAVE""".split()
@@ -128,14 +126,3 @@ def check_requested(history: BasketHistory, requested: tuple[str, ...] | None) -
         f"{basket_text(requested)} --from YYYY-MM-DD. Otherwise unset COINSUM_COINS (the "
         "database's basket is then used) or set it to the database's basket."
     )
-
-
-class BasketResource(ConfigurableResource):
-    """The basket asked for in ``COINSUM_COINS`` (a comma list): the basket of a new database;
-    for an existing one, empty (follow the database) or the database's current basket."""
-
-    coins: str = ""
-
-    def requested(self) -> tuple[str, ...] | None:
-        """The coins asked for, or None when ``COINSUM_COINS`` is empty."""
-        return parse_basket(self.coins) if self.coins.strip() else None

@@ -9,14 +9,15 @@ check on every partition; a ranged run (backfill) also records a summary of its 
   that Beijing day, and the tickers' ``sodUtc8`` on the current day.
 - ``no_extreme_moves`` (warning): no coin moved more than ``COINSUM_MAX_MOVE_PCT`` in 30 minutes;
   a big move is flagged, never dropped.
-- ``newest_slot_fresh`` (warning): while live collection is on, the newest stored slot is at most
-  45 minutes old.
+- ``freshness_check`` (warning, Dagster's own time-partition freshness check): by 20 and 50
+  minutes past each hour (Beijing), the slot that started at :00 or :30 is stored. Evaluated with
+  every slot run, and by the ``freshness`` sensor when it could have become overdue.
 """
 
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 import duckdb
 from dagster import (
@@ -24,32 +25,21 @@ from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
     AssetCheckSeverity,
-    AssetSelection,
-    DefaultScheduleStatus,
     MetadataValue,
-    ScheduleDefinition,
     asset_check,
-    define_asset_job,
+    build_time_partition_freshness_checks,
 )
 
 from coinsum_pipeline import clock
-from coinsum_pipeline.assets import SLOT_PARTITIONS, basket_slots
-from coinsum_pipeline.basket import ordered_union, swap_inst_id
-from coinsum_pipeline.okx import OKXError, OKXResource
-from coinsum_pipeline.partitions import (
-    BEIJING,
-    SLOT,
-    day_start,
-    epoch_ms,
-    slot_key,
-    slot_of_key,
-    slots_in,
-)
-from coinsum_pipeline.schedules import live_slots
-from coinsum_pipeline.settings import value
-from coinsum_pipeline.storage import CoinsumDatabase, connect_snapshot
+from coinsum_pipeline.core.basket import ordered_union, swap_inst_id
+from coinsum_pipeline.core.slots import BEIJING, SLOT, day_start, epoch_ms, slot_key, slots_in
+from coinsum_pipeline.defs.assets import basket_slots
+from coinsum_pipeline.defs.dagster_compat import decorate_without_notices, without_notices
+from coinsum_pipeline.defs.partitions import SLOT_PARTITIONS
+from coinsum_pipeline.defs.resources import CheckLimits, OKXResource
+from coinsum_pipeline.okx.client import OKXError
+from coinsum_pipeline.warehouse.database import CoinsumDatabase
 
-FRESHNESS_LIMIT = timedelta(minutes=45)
 WARN = AssetCheckSeverity.WARN
 
 
@@ -190,7 +180,7 @@ def _evaluate(
     """
     window = context.partition_time_window
     slots = list(slots_in(window.start, window.end))
-    with connect_snapshot(database.database) as conn:
+    with database.read() as conn:
         stored = load_slots(conn, slots)
     verdicts = list(judge(stored))
     check = context.check_specs[0]
@@ -226,7 +216,8 @@ def _evaluate(
     )
 
 
-@asset_check(
+@decorate_without_notices(
+    asset_check,
     asset=basket_slots,
     partitions_def=SLOT_PARTITIONS,
     description="Every coin of the basket has a value; warns naming the missing coins and why.",
@@ -237,7 +228,8 @@ def slot_completeness(
     return _evaluate(context, duckdb, WARN, lambda stored: map(completeness, stored))
 
 
-@asset_check(
+@decorate_without_notices(
+    asset_check,
     asset=basket_slots,
     partitions_def=SLOT_PARTITIONS,
     blocking=True,
@@ -265,64 +257,30 @@ def base_matches_okx(
     return _evaluate(context, duckdb, AssetCheckSeverity.ERROR, judge)
 
 
-@asset_check(
+@decorate_without_notices(
+    asset_check,
     asset=basket_slots,
     partitions_def=SLOT_PARTITIONS,
     description=(
         "No coin moved more than COINSUM_MAX_MOVE_PCT (default 10) percent in 30 minutes; a big "
-        "move "
-        "is flagged as a warning naming the coin and its size, never dropped."
+        "move is flagged as a warning naming the coin and its size, never dropped."
     ),
 )
 def no_extreme_moves(
-    context: AssetCheckExecutionContext, duckdb: CoinsumDatabase
+    context: AssetCheckExecutionContext, duckdb: CoinsumDatabase, limits: CheckLimits
 ) -> AssetCheckResult:
-    limit = float(value("COINSUM_MAX_MOVE_PCT"))
+    limit = limits.max_move_pct
     return _evaluate(
         context, duckdb, WARN, lambda stored: (extreme_moves(s, limit) for s in stored)
     )
 
 
-def live_collection_on(context: AssetCheckExecutionContext) -> bool:
-    """The live schedule's state in this instance, or its declared default if never toggled."""
-    for state in context.instance.all_instigator_state():
-        if state.instigator_name == live_slots.name:
-            return state.is_running
-    return live_slots.default_status == DefaultScheduleStatus.RUNNING
-
-
-@asset_check(
-    asset=basket_slots,
-    description="While live collection is on, the newest stored slot is at most 45 minutes old.",
-)
-def newest_slot_fresh(context: AssetCheckExecutionContext) -> AssetCheckResult:
-    if not live_collection_on(context):
-        return AssetCheckResult(passed=True, description="live collection is off: not checked")
-    keys = context.instance.get_materialized_partitions(basket_slots.key)
-    if not keys:
-        return AssetCheckResult(passed=False, description="no slot has been collected yet")
-    newest = max(keys)
-    age = clock.now() - slot_of_key(newest)
-    minutes = age.total_seconds() / 60
-    return AssetCheckResult(
-        passed=age <= FRESHNESS_LIMIT,
-        severity=WARN,
-        description=f"newest slot {newest} is {minutes:.0f} minutes old",
-        metadata={"newest_slot": newest, "age_minutes": round(minutes, 1)},
-    )
-
-
-freshness_job = define_asset_job(
-    "check_freshness",
-    selection=AssetSelection.checks(newest_slot_fresh),
-    description="Only the freshness check: is the newest slot at most 45 minutes old?",
-)
-
-freshness_schedule = ScheduleDefinition(
-    name="freshness",
-    job=freshness_job,
-    cron_schedule="*/15 * * * *",
-    execution_timezone="Asia/Shanghai",
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="Runs newest_slot_fresh every 15 minutes, so a stalled live feed shows up.",
+# Live collection stores the slot that started at :00 or :30 one minute in; by :20 or :50 it
+# is overdue (the step's retries and a re-run fit in between).
+(freshness_check,) = without_notices(
+    build_time_partition_freshness_checks,
+    assets=[basket_slots],
+    deadline_cron="20,50 * * * *",
+    timezone="Asia/Shanghai",
+    severity=WARN,
 )

@@ -14,10 +14,10 @@ from datetime import date, datetime
 
 import pandas as pd
 
-from coinsum_pipeline.basket import basket_text, swap_inst_id
-from coinsum_pipeline.fetch import CoinFetch
-from coinsum_pipeline.partitions import day_start, epoch_ms
-from coinsum_pipeline.reasons import MissingReason, no_base_detail
+from coinsum_pipeline.core.basket import basket_text, swap_inst_id
+from coinsum_pipeline.core.market import CoinFetch
+from coinsum_pipeline.core.reasons import MissingReason, no_base_detail
+from coinsum_pipeline.core.slots import day_start, epoch_ms
 
 SLOT_COLUMNS = ["slot_start", "trade_date", "slot_time", "slot_ts_ms"]
 PRICE_COLUMNS = [*SLOT_COLUMNS, "coin", "inst_id", "base_price", "price", "pct_change"]

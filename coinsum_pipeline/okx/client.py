@@ -9,17 +9,15 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import requests
-from dagster import ConfigurableResource, InitResourceContext
-from pydantic import PrivateAttr
 from urllib3.exceptions import MaxRetryError
 from urllib3.util.retry import Retry
 
 from coinsum_pipeline import clock
-from coinsum_pipeline.ratelimit import shared_limiter
+from coinsum_pipeline.core.market import Candle, Instrument
+from coinsum_pipeline.okx.ratelimit import shared_limiter
 
 CANDLES = "/api/v5/market/candles"
 HISTORY_CANDLES = "/api/v5/market/history-candles"
@@ -56,20 +54,6 @@ class UnknownInstrument(OKXError):
 
 class OKXUnavailable(OKXError):
     """OKX could not be reached, or kept failing, after every retry; a later run may succeed."""
-
-
-@dataclass(frozen=True)
-class Candle:
-    ts: int
-    open: float
-    confirmed: bool
-
-
-@dataclass(frozen=True)
-class Instrument:
-    inst_id: str
-    state: str
-    list_time_ms: int | None
 
 
 def _fault(response: requests.Response) -> tuple[list[Any] | None, OKXError | None]:
@@ -230,40 +214,3 @@ class OKXClient:
             )
             for item in self.get(INSTRUMENTS, {"instType": "SWAP"})
         }
-
-
-class OKXResource(ConfigurableResource):
-    """OKX's public market data, as a Dagster resource.
-
-    ``base_url`` comes from ``OKX_BASE_URL`` (default https://www.okx.com), so the same code runs
-    against OKX, a regional host, or the local stand-in used by tests and demos.
-    """
-
-    base_url: str = "https://www.okx.com"
-    timeout_seconds: int = 10
-    attempts: int = 6
-    backoff_factor: float = 0.5
-    fetch_threads: int = 8
-
-    _client: OKXClient | None = PrivateAttr(default=None)
-
-    def setup_for_execution(self, context: InitResourceContext) -> None:
-        self._client = self.build_client()
-
-    def teardown_after_execution(self, context: InitResourceContext) -> None:
-        if self._client is not None:
-            self._client.close()
-
-    def build_client(self) -> OKXClient:
-        return OKXClient(
-            base_url=self.base_url,
-            timeout=self.timeout_seconds,
-            attempts=self.attempts,
-            backoff_factor=self.backoff_factor,
-        )
-
-    @property
-    def client(self) -> OKXClient:
-        if self._client is None:
-            self._client = self.build_client()
-        return self._client

@@ -9,32 +9,22 @@ rate limiters keep the concurrency within OKX's budget.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeVar
 
-from coinsum_pipeline.basket import swap_inst_id
-from coinsum_pipeline.okx import Candle, OKXClient, OKXError, UnknownInstrument
-from coinsum_pipeline.partitions import SLOT_MS, day_start, epoch_ms
-from coinsum_pipeline.reasons import MissingReason
+from coinsum_pipeline.core.basket import swap_inst_id
+from coinsum_pipeline.core.market import CoinFetch
+from coinsum_pipeline.core.reasons import MissingReason
+from coinsum_pipeline.core.slots import SLOT_MS, day_start, epoch_ms
+from coinsum_pipeline.okx.client import OKXClient, OKXError, UnknownInstrument
 
 UNKNOWN = MissingReason.UNKNOWN_INSTRUMENT
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class CoinFetch:
-    """One coin's candles over the run, by ts, or the reason (a SPEC missing reason) it has none."""
-
-    candles: Mapping[int, Candle] = field(default_factory=dict)
-    list_time_ms: int | None = None
-    failure: MissingReason | None = None
-    detail: str = ""
 
 
 def fetch_basket(

@@ -1,0 +1,115 @@
+"""The Dagster resources, and the one function that builds them from the settings, used by the
+Definitions and by the command line alike.
+
+To add a setting: declare it (name, default, meaning) in ``settings.SETTINGS``, give the resource
+that needs it a field, pass ``configured("NAME")`` for it in ``build_resources``, and add it to
+the README's configuration table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
+
+from coinsum_pipeline.core.basket import parse_basket
+from coinsum_pipeline.okx.client import OKXClient
+from coinsum_pipeline.settings import configured
+from coinsum_pipeline.warehouse.database import CONNECTION_CONFIG, CoinsumDatabase
+
+
+class OKXResource(ConfigurableResource):
+    """OKX's public market data, as a Dagster resource.
+
+    ``base_url`` comes from ``OKX_BASE_URL``, so the same code runs against OKX, a regional
+    host, or the local stand-in used by tests and demos.
+    """
+
+    base_url: str
+    timeout_seconds: int
+    attempts: int = 6
+    backoff_factor: float = 0.5
+    fetch_threads: int = 8
+
+    _client: OKXClient | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._client = self.build_client()
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def build_client(self) -> OKXClient:
+        return OKXClient(
+            base_url=self.base_url,
+            timeout=self.timeout_seconds,
+            attempts=self.attempts,
+            backoff_factor=self.backoff_factor,
+        )
+
+    @property
+    def client(self) -> OKXClient:
+        if self._client is None:
+            self._client = self.build_client()
+        return self._client
+
+
+class BasketResource(ConfigurableResource):
+    """The basket asked for in ``COINSUM_COINS`` (a comma list): the basket of a new database;
+    for an existing one, empty (follow the database) or the database's current basket."""
+
+    coins: str
+
+    def requested(self) -> tuple[str, ...] | None:
+        """The coins asked for, or None when ``COINSUM_COINS`` is empty."""
+        return parse_basket(self.coins) if self.coins.strip() else None
+
+
+class ExportFolder(ConfigurableResource):
+    """Where exports go (``COINSUM_EXPORTS``): a folder per Beijing day, and ``ranges/`` for
+    range exports."""
+
+    path: str
+
+    def day(self, day: date) -> Path:
+        return Path(self.path) / day.isoformat()
+
+    def ranges(self) -> Path:
+        return Path(self.path) / "ranges"
+
+
+class CheckLimits(ConfigurableResource):
+    """The thresholds the data-quality checks judge by."""
+
+    max_move_pct: float  # COINSUM_MAX_MOVE_PCT: a bigger 30-minute move is flagged
+
+
+def build_resources() -> dict[str, ConfigurableResource]:
+    """Every resource, configured from the environment as it is now (defaults where unset)."""
+    return {
+        "okx": OKXResource(
+            base_url=configured("OKX_BASE_URL"),
+            timeout_seconds=configured("OKX_TIMEOUT_SECONDS"),
+        ),
+        "duckdb": CoinsumDatabase(
+            database=configured("COINSUM_DB"),
+            wait_seconds=configured("COINSUM_DB_WAIT_SECONDS"),
+            connection_config=CONNECTION_CONFIG,
+        ),
+        "basket": BasketResource(coins=configured("COINSUM_COINS")),
+        "exports": ExportFolder(path=configured("COINSUM_EXPORTS")),
+        "limits": CheckLimits(max_move_pct=configured("COINSUM_MAX_MOVE_PCT")),
+    }
+
+
+@contextmanager
+def resolved(name: str) -> Iterator[ConfigurableResource]:
+    """One resource as ``build_resources`` makes it, its settings read now and set up for use
+    (torn down after): for code that runs outside Dagster (the command line, the benchmark)."""
+    with build_resources()[name].process_config_and_initialize_cm() as resource:
+        yield resource

@@ -1,0 +1,24 @@
+"""Live collection: the newest slot, a minute after it starts, every 30 minutes."""
+
+from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
+
+from coinsum_pipeline.core.slots import current_slot, slot_key
+from coinsum_pipeline.defs.jobs import slots_job
+
+
+@schedule(
+    job=slots_job,
+    cron_schedule="1,31 * * * *",
+    execution_timezone="Asia/Shanghai",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description=(
+        "Collects the slot that has just started, one minute into it. Its price is the candle's "
+        "open, which is fixed from the slot's first trade on; the day's 00:00 base comes in the "
+        "same fetch."
+    ),
+)
+def live_slots(context: ScheduleEvaluationContext) -> RunRequest:
+    """Built by hand because a partitioned-job schedule fires on the partition cron itself
+    (:00/:30), before OKX has the new candle, and cannot be offset for ``*/30``."""
+    key = slot_key(current_slot(context.scheduled_execution_time))
+    return RunRequest(run_key=key, partition_key=key)

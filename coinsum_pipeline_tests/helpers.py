@@ -1,0 +1,110 @@
+"""What the tests share: the pipeline under test, Beijing times, what the fake OKX served, and
+readers for the files users open. Tests import from here, never from each other."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import duckdb
+from dagster import DagsterInstance
+
+from coinsum_pipeline.core.slots import BEIJING, day_start, epoch_ms
+from coinsum_pipeline.okx.fake import FakeOKX
+
+
+@dataclass
+class Pipeline:
+    """A pipeline wired to the fake OKX, with its own Dagster instance and DuckDB file."""
+
+    okx: FakeOKX
+    instance: DagsterInstance
+    db: Path
+    exports: Path
+    printed: str = ""  # what a command run while setting it up printed
+
+    def query(self, sql: str, params: list | None = None) -> list[tuple]:
+        with duckdb.connect(str(self.db), read_only=True) as conn:
+            return conn.execute(sql, params or []).fetchall()
+
+
+def beijing(text: str) -> datetime:
+    """'2026-01-05 13:00' in Beijing time."""
+    return datetime.fromisoformat(text).replace(tzinfo=BEIJING)
+
+
+def served_open(okx: FakeOKX, inst_id: str, ts: int) -> float:
+    """The open OKX served for a 30m candle, asked of the fake the way the client asks."""
+    rows = okx.candle_rows(
+        "/api/v5/market/history-candles",
+        {"instId": inst_id, "bar": "30m", "after": str(ts + 1), "before": str(ts - 1)},
+    )
+    assert len(rows) == 1 and int(rows[0][0]) == ts
+    return float(rows[0][1])
+
+
+def real_rows(inst_id: str, bar: str) -> dict[int, list[str]]:
+    """The real OKX candles in shared/okx-real, by ts."""
+    from coinsum_pipeline.okx.fake import REAL_DATA
+
+    doc = json.loads((REAL_DATA / f"{inst_id}_{bar}.json").read_text())
+    return {int(row[0]): row for row in doc["rows"]}
+
+
+def midnight_ms(day: date) -> int:
+    return epoch_ms(day_start(day))
+
+
+def assert_values_exact(pipeline: Pipeline) -> int:
+    """Every stored value is SPEC's formula over the candles served, and every sum adds them."""
+    rows = pipeline.query(
+        "SELECT slot_ts_ms, trade_date, inst_id, coin, base_price, price, pct_change "
+        "FROM coin_prices"
+    )
+    by_slot: dict[int, list[float]] = defaultdict(list)
+    for ts, day, inst_id, _coin, base, price, pct in rows:
+        assert price == served_open(pipeline.okx, inst_id, ts)
+        assert base == served_open(pipeline.okx, inst_id, midnight_ms(day))
+        assert pct == (price - base) / base * 100
+        by_slot[ts].append(pct)
+    sums = pipeline.query("SELECT slot_ts_ms, sum_pct, coins_reported FROM coin_sum")
+    for ts, total, reported in sums:
+        assert reported == len(by_slot[ts])
+        assert total == math.fsum(by_slot[ts])
+    return len(rows)
+
+
+def table_snapshot(pipeline: Pipeline) -> dict[str, list[tuple]]:
+    return {
+        "prices": pipeline.query(
+            "SELECT slot_start, coin, base_price, price, pct_change FROM coin_prices ORDER BY 1, 2"
+        ),
+        "sums": pipeline.query(
+            "SELECT slot_start, sum_pct, coins_reported, complete FROM coin_sum ORDER BY 1"
+        ),
+        "missing": pipeline.query(
+            "SELECT slot_start, coin, reason FROM missing_values ORDER BY 1, 2"
+        ),
+    }
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+BOM = b"\xef\xbb\xbf"
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of an export, after checking it starts with the BOM Excel needs."""
+    assert path.read_bytes().startswith(BOM), f"{path} has no UTF-8 BOM"
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def header(path: Path) -> list[str]:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        return next(csv.reader(handle))
