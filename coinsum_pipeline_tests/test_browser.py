@@ -74,8 +74,13 @@ def dagster_ui(pipeline: Pipeline) -> Iterator[str]:
     dagster = Path(sys.executable).parent / "dagster"
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
     for kind, name in (("schedule", "live_slots"), ("sensor", "gap_repair")):
+        # No pipes: the code server this command starts may outlive it for a while.
         subprocess.run(
-            [dagster, kind, "stop", name, "-w", workspace], check=True, capture_output=True
+            [dagster, kind, "stop", name, "-w", workspace],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
         )
     port = free_port()
     log = (pipeline.db.parent / "dagster-dev.log").open("w")

@@ -6,29 +6,43 @@ from collections.abc import Callable
 from datetime import datetime
 
 import pytest
-from dagster import AssetCheckKey, AssetCheckSeverity, AssetKey, DefaultSensorStatus
-from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster import (
+    AssetCheckKey,
+    AssetCheckSeverity,
+    AssetKey,
+    DagsterEventType,
+    DefaultSensorStatus,
+)
 
 from coinsum_pipeline.backfill import run_slots
 from coinsum_pipeline.core.slots import SLOT, current_slot, epoch_ms, slot_key, slots_in
+from coinsum_pipeline.defs.dagster_compat import partition_tags
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 SLOTS = AssetKey("basket_slots")
-DONE = {AssetCheckExecutionRecordStatus.SUCCEEDED, AssetCheckExecutionRecordStatus.FAILED}
+(PARTITION_TAG,) = partition_tags("x", "x")  # Dagster's tag naming a one-partition run
+PER_SLOT = {"slot_completeness", "base_matches_okx", "no_extreme_moves"}
 
 
 def results(pipeline: Pipeline, check: str) -> dict[str | None, tuple[bool, str, object]]:
-    """The newest result of ``check`` per partition: (passed, description, severity)."""
-    history = pipeline.instance.event_log_storage.get_asset_check_execution_history(
-        AssetCheckKey(SLOTS, check), limit=1000, status=DONE
-    )
+    """The newest result of ``check`` per partition, (passed, description, severity), read from
+    the runs' event logs as the UI reads them. A ranged run's summary has no partition."""
     newest: dict[str | None, tuple[bool, str, object]] = {}
-    for record in history:  # newest first
-        evaluation = record.event.dagster_event.event_specific_data
-        newest.setdefault(
-            record.partition,
-            (evaluation.passed, evaluation.description, evaluation.severity),
+    for record in pipeline.instance.get_run_records():  # newest first
+        run = record.dagster_run
+        events = pipeline.instance.all_logs(
+            run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION
         )
+        for event in reversed(events):  # newest first within the run too
+            evaluation = event.dagster_event.event_specific_data
+            if evaluation.check_name != check:
+                continue
+            partition = evaluation.partition or (
+                run.tags.get(PARTITION_TAG) if check in PER_SLOT else None
+            )
+            newest.setdefault(
+                partition, (evaluation.passed, evaluation.description, evaluation.severity)
+            )
     return newest
 
 

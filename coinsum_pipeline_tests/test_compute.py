@@ -6,6 +6,8 @@ import math
 from collections.abc import Callable
 from datetime import date, timedelta
 
+import pytest
+
 from coinsum_pipeline.core.compute import compute_slot_tables, pct_change
 from coinsum_pipeline.core.market import Candle, CoinFetch
 from coinsum_pipeline.core.slots import SLOT, epoch_ms
@@ -27,9 +29,11 @@ def basket(*coins: str) -> Callable[[date], tuple[str, ...]]:
     return lambda _day: coins
 
 
-def test_pct_change_is_spec_formula() -> None:
-    assert pct_change(110.0, 100.0) == (110.0 - 100.0) / 100.0 * 100
-    assert pct_change(0.5, 0.4) == (0.5 - 0.4) / 0.4 * 100
+def test_pct_change_is_percent_since_the_base() -> None:
+    assert pct_change(110.0, 100.0) == 10.0
+    assert pct_change(90000.0, 100000.0) == -10.0
+    assert pct_change(0.5, 0.4) == pytest.approx(25.0, abs=1e-12)
+    assert pct_change(3.0, 3.0) == 0.0
 
 
 def test_midnight_slot_is_its_own_base() -> None:

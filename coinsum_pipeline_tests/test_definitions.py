@@ -11,7 +11,9 @@ from pathlib import Path
 
 from dagster import AssetKey, DefaultScheduleStatus, build_schedule_context
 
+from coinsum_pipeline.core.slots import SLOT, day_start, slot_key
 from coinsum_pipeline.definitions import defs
+from coinsum_pipeline.defs.partitions import FIRST_DAY
 from coinsum_pipeline.defs.schedules import live_slots
 from coinsum_pipeline_tests.helpers import beijing
 
@@ -45,9 +47,10 @@ def test_slot_partitions_start_at_first_day_and_include_the_running_slot(
     clock_at("2026-01-10 03:18")
     partitions = defs.resolve_assets_def(AssetKey("basket_slots")).partitions_def
     keys = partitions.get_partition_keys()
-    assert keys[:2] == ["2026-01-03-00:00", "2026-01-03-00:30"]
-    assert keys[-1] == "2026-01-10-03:00"
-    assert len(keys) == 7 * 48 + 7
+    first = day_start(FIRST_DAY)
+    assert keys[:2] == [slot_key(first), slot_key(first + SLOT)]
+    assert keys[-1] == "2026-01-10-03:00", "the running slot is the newest partition"
+    assert len(keys) == int((beijing("2026-01-10 03:00") - first) / SLOT) + 1
 
 
 def test_live_schedule_targets_the_slot_that_just_started() -> None:

@@ -139,12 +139,18 @@ def test_status_and_range_export_commands(
 ) -> None:
     assert main(["status"]) == 0
     printed = capsys.readouterr().out
-    assert f"{DAY}            48              48               0" in printed
+    header_line, day_line = printed.splitlines()[:2]
+    row = dict(zip(header_line.split(), day_line.split(), strict=True))
+    assert row["trade_date"] == DAY
+    assert (row["slots_expected"], row["slots_stored"], row["slots_complete"]) == ("48", "48", "0")
+    assert (row["missing_values"], row["no_candle"], row["unknown_instrument"]) == ("51", "3", "48")
     assert "1 day(s); 0 of 48 stored slots complete; newest slot 2026-01-05 23:30" in printed
 
     assert main(["export", "--from", DAY, "--to", DAY, "--out", str(tmp_path / "out")]) == 0
     assert len(read_csv(tmp_path / "out" / f"full_{DAY}.csv")) == 48 * 3 - 3
     assert main(["export", "--from", "2026-01-06", "--to", DAY]) == 2
+    assert "before --from" in capsys.readouterr().err
+    assert main(["status", "--from", "2026-01-06", "--to", DAY]) == 2
     assert "before --from" in capsys.readouterr().err
 
 
@@ -173,10 +179,25 @@ def test_sensor_requests_exports_for_exactly_the_days_whose_slots_changed(
     assert requested() == set(), "exported days are not asked for again"
 
 
-def test_every_ready_query_in_the_readme_runs(one_day: Pipeline) -> None:
+def test_every_ready_query_in_the_readme_answers_its_question(one_day: Pipeline) -> None:
+    """The README's queries on the day of ``one_day`` (BTC, ETH, SOL, NOPE; ETH without candles
+    04:00 to 05:00): each one's answer, as far as the day decides it."""
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme[readme.index("-- 1. ") :]
     queries = [q.strip() for q in block[: block.index("```")].split(";") if q.strip()]
-    assert len(queries) == 12
-    for query in queries:
-        one_day.query(query)  # raises on any error
+    answers = [one_day.query(query) for query in queries]
+    assert [len(rows) for rows in answers] == [48, 48, 48, 3, 1, 1, 48, 1, 1, 2, 10, 1]
+    curve, table, _, latest, coverage, incomplete, btc, close, ends, missing, moves, weeks = answers
+    assert curve[0][0] == "00:00" and curve[0][2] == 3 and curve[8][2] == 2  # 04:00: no ETH
+    assert len(table[0]) == 1 + 4 + 2, "the time, a column per coin, the sum, coins reported"
+    assert {row[1] for row in latest} == {"BTC", "ETH", "SOL"} and latest[0][0] == "23:30"
+    assert coverage[0][1:4] == (48, 0, 141) and incomplete[0][1:] == (48, 0)
+    assert btc[0][2] == btc[0][1], "BTC's 00:00 price is its base"
+    assert round(close[0][1], 3) == curve[-1][1], "the close is the 23:30 sum"
+    assert ends[0][1] in {"BTC", "ETH", "SOL"} and ends[0][2] >= ends[0][4]
+    assert sorted((coin, reason, n) for _, coin, reason, n in missing) == [
+        ("ETH", "no_candle", 3),
+        ("NOPE", "unknown_instrument", 48),
+    ]
+    assert all(abs(moves[0][3] or 0) >= abs(m or 0) for *_, m in moves)
+    assert weeks[0][2] == 1

@@ -57,6 +57,16 @@ def run_requested(pipeline: Pipeline, result: SensorResult) -> None:
         assert run_slots(slots, pipeline.instance).success
 
 
+def assert_repaired_by(pipeline: Pipeline, result: SensorResult) -> None:
+    """Run what the tick asked for: then all 96 slots are stored, complete and exact, and the
+    next tick finds nothing to do."""
+    run_requested(pipeline, result)
+    assert pipeline.query("SELECT count(*), bool_and(complete) FROM coin_sum") == [(96, True)]
+    assert pipeline.query("SELECT count(*) FROM missing_values") == [(0,)]
+    assert assert_values_exact(pipeline) == 96 * 27
+    assert isinstance(tick(pipeline, result.cursor), SkipReason)
+
+
 @pytest.mark.parametrize("when", CLOCKS)
 def test_late_candles_a_late_midnight_and_failed_fetches_are_repaired(
     pipeline: Pipeline, clock_at: Callable[[str], datetime], when: str
@@ -82,10 +92,7 @@ def test_late_candles_a_late_midnight_and_failed_fetches_are_repaired(
     assert "fetch_failed" in tags[midnight][REPAIR_TAG]
 
     pipeline.okx.gaps.clear()  # OKX has published the late candles
-    run_requested(pipeline, first)
-    assert pipeline.query("SELECT count(*) FROM missing_values") == [(0,)]
-    assert assert_values_exact(pipeline) == 96 * 27
-    assert isinstance(tick(pipeline, first.cursor), SkipReason)
+    assert_repaired_by(pipeline, first)
 
 
 def test_slots_missed_while_the_daemon_was_down_are_requested_in_one_tick(
@@ -100,10 +107,7 @@ def test_slots_missed_while_the_daemon_was_down_are_requested_in_one_tick(
     assert requested_slots(result) == [down]
     assert result.run_requests[0].tags[REPAIR_TAG] == "never written (4 slots)"
     assert result.run_requests[0].tags[TRY_TAG] == "1/3"
-    run_requested(pipeline, result)
-    assert pipeline.query("SELECT count(*) FROM coin_sum") == [(96,)]
-    assert assert_values_exact(pipeline) == 96 * 27
-    assert isinstance(tick(pipeline, result.cursor), SkipReason)
+    assert_repaired_by(pipeline, result)
 
 
 def test_a_slot_that_stays_empty_is_tried_a_bounded_number_of_times(

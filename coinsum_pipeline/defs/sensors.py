@@ -70,7 +70,7 @@ def _why(reasons: Sequence[str]) -> str:
     """What a run repairs, for its tag: ``ETH no_candle``, or ``never written (4 slots)``."""
     if len(reasons) == 1:
         return reasons[0]
-    return "; ".join(f"{why} ({n} slots)" for why, n in Counter(reasons).items())
+    return "; ".join(f"{why} ({n} slot{'s' * (n > 1)})" for why, n in Counter(reasons).items())
 
 
 def plan_repairs(

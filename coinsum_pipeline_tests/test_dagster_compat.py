@@ -1,0 +1,64 @@
+"""What coinsum uses of Dagster beyond its stable API (``defs/dagster_compat.py``), checked
+against the installed Dagster: after an upgrade, a failure here names what moved."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+from dagster import AssetKey, BackfillPolicy, DagsterEventType, asset
+
+from coinsum_pipeline.backfill import run_slots
+from coinsum_pipeline.core.slots import slot_key, slots_in
+from coinsum_pipeline.defs import dagster_compat
+from coinsum_pipeline_tests.helpers import Pipeline, beijing
+
+
+def test_partition_range_tags_make_a_run_of_exactly_that_range(pipeline: Pipeline) -> None:
+    slots = list(slots_in(beijing("2026-01-05 10:00"), beijing("2026-01-05 12:00")))
+    outcome = run_slots(slots, pipeline.instance)  # launched with partition_tags(first, last)
+    assert outcome.success
+    materialized = pipeline.instance.get_materialized_partitions(AssetKey("basket_slots"))
+    assert materialized == {slot_key(s) for s in slots}, (
+        "Dagster no longer reads the partition-range run tags "
+        f"{list(dagster_compat.partition_tags('a', 'b'))}"
+    )
+
+
+@pytest.mark.parametrize(("switch", "planned"), [("true", 1), ("false", 4)])
+def test_the_planned_events_switch_is_still_read(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, switch: str, planned: int
+) -> None:
+    monkeypatch.setenv(dagster_compat.PLANNED_EVENTS_AS_SUBSET, switch)
+    slots = list(slots_in(beijing("2026-01-05 10:00"), beijing("2026-01-05 12:00")))
+    outcome = run_slots(slots, pipeline.instance)
+    events = pipeline.instance.all_logs(
+        outcome.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    )
+    assert len(events) == planned, (
+        f"Dagster no longer reads {dagster_compat.PLANNED_EVENTS_AS_SUBSET}: {len(events)} "
+        f"planned events for 4 slots"
+    )
+
+
+def test_a_dead_runs_pool_slot_can_be_freed(pipeline: Pipeline) -> None:
+    storage = pipeline.instance.event_log_storage
+    storage.set_concurrency_slots("okx", 1)
+    claim = storage.claim_concurrency_slot("okx", "dead-run", "basket_slots")
+    assert claim.is_claimed
+    dagster_compat.free_pool_slots(pipeline.instance, "dead-run")
+    assert not storage.get_concurrency_info("okx").claimed_slots, (
+        "event_log_storage.free_concurrency_slots_for_run no longer frees a run's slots"
+    )
+
+
+def test_beta_decorators_apply_without_notices_and_leave_filters_alone() -> None:
+    filters = list(warnings.filters)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any notice would raise here
+
+        @dagster_compat.decorate_without_notices(asset, backfill_policy=BackfillPolicy.single_run())
+        def quiet() -> None: ...
+
+    assert quiet.key == AssetKey("quiet")
+    assert warnings.filters == filters
