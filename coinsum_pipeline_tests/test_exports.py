@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import statistics
+from collections import defaultdict
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -25,6 +27,9 @@ HEADERS = {
     "sum": ["日期", "时间", "时间戳", "27币涨跌幅总和", "报告币数"],
     "missing": ["日期", "时间", "币种", "原因"],
 }
+# After SPEC's sum columns: the breadth of the slot.
+BREADTH = ["上涨币数", "下跌币数", "持平币数", "最强币种", "最强涨跌幅", "最弱币种", "最弱涨跌幅",
+           "涨跌幅中位数"]  # fmt: skip
 DAY = "2026-01-05"
 GAP = (beijing("2026-01-05 04:00"), beijing("2026-01-05 05:00"))  # ETH: 3 slots without candle
 
@@ -54,7 +59,8 @@ def one_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 def test_day_exports_match_the_database_with_specs_headers(one_day: Pipeline) -> None:
     folder = one_day.exports / DAY
     for kind, columns in HEADERS.items():
-        assert header(folder / f"{kind}_{DAY}.csv") == columns
+        after = BREADTH if kind == "sum" else []
+        assert header(folder / f"{kind}_{DAY}.csv") == [*columns, *after]
 
     full = read_csv(folder / f"full_{DAY}.csv")
     stored = one_day.query(
@@ -201,3 +207,43 @@ def test_every_ready_query_in_the_readme_answers_its_question(one_day: Pipeline)
     ]
     assert all(abs(moves[0][3] or 0) >= abs(m or 0) for *_, m in moves)
     assert weeks[0][2] == 1
+
+
+def test_breadth_in_sql_and_the_sum_csv_is_what_the_prices_say(one_day: Pipeline) -> None:
+    by_slot: dict[str, dict[str, float]] = defaultdict(dict)
+    for time, coin, pct in one_day.query("SELECT slot_time, coin, pct_change FROM coin_prices"):
+        by_slot[time][coin] = pct
+    expected = {}
+    for time, changes in by_slot.items():
+        values = list(changes.values())
+        best, worst = max(values), min(values)
+        expected[time] = (
+            sum(v > 0 for v in values),
+            sum(v < 0 for v in values),
+            sum(v == 0 for v in values),
+            {c for c, v in changes.items() if v == best},
+            best,
+            {c for c, v in changes.items() if v == worst},
+            worst,
+            statistics.median(values),
+        )
+    stored = one_day.query(
+        "SELECT slot_time, coins_up, coins_down, coins_flat, best_coin, best_pct, worst_coin, "
+        "worst_pct, median_pct FROM slot_sums"
+    )
+    assert len(stored) == 48 and {row[0] for row in stored} == set(expected)
+    for time, up, down, flat, best_coin, best, worst_coin, worst, median in stored:
+        want = expected[time]
+        assert (up, down, flat) == want[:3] and up + down + flat == len(by_slot[time])
+        assert best_coin in want[3] and best == want[4]
+        assert worst_coin in want[5] and worst == want[6]
+        assert median == pytest.approx(want[7], abs=1e-12)
+    assert expected["00:00"][:3] == (0, 0, 3), "at 00:00 every coin is flat"
+
+    sums = read_csv(one_day.exports / DAY / f"sum_{DAY}.csv")
+    assert list(sums[0]) == [*HEADERS["sum"], *BREADTH]
+    for row in sums:
+        want = expected[row["时间"]]
+        assert (int(row["上涨币数"]), int(row["下跌币数"]), int(row["持平币数"])) == want[:3]
+        assert row["最强币种"] in want[3] and float(row["最强涨跌幅"]) == want[4]
+        assert row["最弱币种"] in want[5] and float(row["最弱涨跌幅"]) == want[6]

@@ -92,7 +92,8 @@ def basket_slots(
         "range_values": len(tables.prices),
         "range_missing_values": len(tables.missing),
         "range_missing_by_reason": MetadataValue.json(dict(reasons)),
-        "range_okx_requests": MetadataValue.json(okx.client.requests_made),
+        # This step's requests for the slot prices; the checks' own requests come after it.
+        "range_okx_price_requests": MetadataValue.json(okx.client.requests_made),
     }
     if len(slots) == 1:  # the slot's own numbers, which Dagster plots over time
         row = tables.sums.iloc[0]

@@ -21,30 +21,45 @@ UP, DOWN = "#1a9850", "#d73027"  # green up, red down, as these traders read a b
 
 
 def render_curve(
-    days: list[str], times: list[str], sums: pd.Series, path: Path, title: str
+    days: list[str],
+    times: list[str],
+    sums: pd.Series,
+    breadth: tuple[pd.Series, pd.Series],
+    path: Path,
+    title: str,
 ) -> Path:
     """The sum over slots (their Beijing ``days`` and ``times``), day boundaries marked when it
-    spans several days. A slot with no sum (no coin reported) is a gap in the line, not a zero."""
+    spans several days, and below it the breadth: how many coins are up and down since 00:00
+    (``breadth``). A slot with no sum (no coin reported) is a gap in the line, not a zero."""
     values = pd.to_numeric(sums, errors="coerce").reset_index(drop=True)
+    up, down = (pd.to_numeric(b).reset_index(drop=True) for b in breadth)
     x = np.arange(len(values))
-    fig = Figure(figsize=(12 if len(values) > 48 else 9, 4.2), dpi=100)
-    ax = fig.subplots()
+    fig = Figure(figsize=(12 if len(values) > 48 else 9, 5.6), dpi=100)
+    ax, ax_breadth = fig.subplots(
+        2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.2], "hspace": 0.08}
+    )
     ax.plot(x, values, color="#1f4e79", linewidth=1.4)
     ax.fill_between(x, values, 0, where=values >= 0, color=UP, alpha=0.18, interpolate=True)
     ax.fill_between(x, values, 0, where=values < 0, color=DOWN, alpha=0.18, interpolate=True)
     ax.axhline(0, color="#555555", linewidth=0.8)
+    ax_breadth.bar(x, up, color=UP, width=0.8, label="coins up")
+    ax_breadth.bar(x, -down, color=DOWN, width=0.8, label="coins down")
+    ax_breadth.axhline(0, color="#555555", linewidth=0.8)
+    ax_breadth.set_ylabel("coins up / down", fontsize=8)
+    ax_breadth.legend(loc="upper left", fontsize=7, frameon=False, ncols=2)
     starts = [i for i in range(len(days)) if i == 0 or days[i] != days[i - 1]]
-    if len(starts) > 1:
+    for panel in (ax, ax_breadth):
         for i in starts[1:]:
-            ax.axvline(i - 0.5, color="#999999", linewidth=0.8, linestyle="--")
-        ax.set_xticks(starts, [days[i][5:] for i in starts], fontsize=8)
+            panel.axvline(i - 0.5, color="#999999", linewidth=0.8, linestyle="--")
+        panel.grid(axis="y", alpha=0.3)
+    if len(starts) > 1:
+        ax_breadth.set_xticks(starts, [days[i][5:] for i in starts], fontsize=8)
     else:
         ticks = list(range(0, len(times), 4))
-        ax.set_xticks(ticks, [times[i] for i in ticks], fontsize=8)
+        ax_breadth.set_xticks(ticks, [times[i] for i in ticks], fontsize=8)
     ax.set_title(f"27-coin sum of % change since 00:00 Beijing, {title}", fontsize=11)
     ax.set_ylabel("sum of % changes")
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.93, bottom=0.07)
     return _save(fig, path)
 
 

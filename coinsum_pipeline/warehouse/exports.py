@@ -2,7 +2,8 @@
 already use, in UTF-8 with a BOM so Excel reads the Chinese headers right.
 
 - full data, one row per (slot, coin): ``日期, 时间, 时间戳, 币种, 基准价格, 当前价格, 涨跌幅``
-- the sum, one row per slot: ``日期, 时间, 时间戳, 27币涨跌幅总和, 报告币数``
+- the sum, one row per slot: ``日期, 时间, 时间戳, 27币涨跌幅总和, 报告币数``, then the breadth:
+  ``上涨币数, 下跌币数, 持平币数, 最强币种, 最强涨跌幅, 最弱币种, 最弱涨跌幅, 涨跌幅中位数``
 - missing values, one row per (slot, coin): ``日期, 时间, 币种, 原因``
 - the day table, one row per slot: ``日期, 时间``, a column per coin, ``27币涨跌幅总和``
 
@@ -31,8 +32,11 @@ QUERIES = {
     """,
     "sum": f"""
         SELECT strftime(trade_date, '%Y-%m-%d') AS 日期, slot_time AS 时间, slot_ts_ms AS 时间戳,
-               sum_pct AS "{SUM_HEADER}", coins_reported AS 报告币数
-        FROM coin_sum WHERE trade_date BETWEEN ? AND ? ORDER BY slot_start
+               sum_pct AS "{SUM_HEADER}", coins_reported AS 报告币数,
+               coins_up AS 上涨币数, coins_down AS 下跌币数, coins_flat AS 持平币数,
+               best_coin AS 最强币种, best_pct AS 最强涨跌幅, worst_coin AS 最弱币种,
+               worst_pct AS 最弱涨跌幅, median_pct AS 涨跌幅中位数
+        FROM slot_sums WHERE trade_date BETWEEN ? AND ? ORDER BY slot_start
     """,
     "missing": """
         SELECT strftime(trade_date, '%Y-%m-%d') AS 日期, slot_time AS 时间, coin AS 币种,
@@ -125,6 +129,7 @@ def export_days(
         sums["日期"].tolist(),
         sums["时间"].tolist(),
         sums[SUM_HEADER],
+        (sums["上涨币数"], sums["下跌币数"]),
         folder / f"curve_{stem}.png",
         title=title,
     )

@@ -4,7 +4,8 @@ readers' snapshot has them too).
 - ``day_table``: one row per (day, slot) with each coin's % change as a column, plus the sum:
   the 48 x 27 table traders read. A column per coin any recorded basket ever had, so a basket
   change never takes a column away from stored days; a coin not in a slot's basket is NULL.
-- ``slot_sums``: the 27-coin sum per slot with its coverage: the curve.
+- ``slot_sums``: the 27-coin sum per slot with its coverage, and its breadth: how many coins
+  are up, down and flat since 00:00, the best and the worst coin, the median change.
 - ``daily_coverage``: per Beijing day, slots stored and complete, values, and missing values by
   reason.
 - ``latest_slot``: every coin of the newest stored slot, with the sum.
@@ -51,9 +52,24 @@ def create_views(conn: duckdb.DuckDBPyConnection, coins: Sequence[str]) -> None:
     conn.execute(
         """
         CREATE OR REPLACE VIEW slot_sums AS
-        SELECT trade_date, slot_time, slot_start, slot_ts_ms, sum_pct, coins_reported,
-               coins_expected, complete, basket
-        FROM coin_sum
+        WITH breadth AS (
+            SELECT slot_start,
+                   count(*) FILTER (WHERE pct_change > 0) AS coins_up,
+                   count(*) FILTER (WHERE pct_change < 0) AS coins_down,
+                   count(*) FILTER (WHERE pct_change = 0) AS coins_flat,
+                   arg_max(coin, pct_change) AS best_coin,
+                   max(pct_change) AS best_pct,
+                   arg_min(coin, pct_change) AS worst_coin,
+                   min(pct_change) AS worst_pct,
+                   median(pct_change) AS median_pct
+            FROM coin_prices GROUP BY slot_start
+        )
+        SELECT s.trade_date, s.slot_time, s.slot_start, s.slot_ts_ms, s.sum_pct,
+               s.coins_reported, s.coins_expected, s.complete, s.basket,
+               coalesce(b.coins_up, 0) AS coins_up, coalesce(b.coins_down, 0) AS coins_down,
+               coalesce(b.coins_flat, 0) AS coins_flat, b.best_coin, b.best_pct,
+               b.worst_coin, b.worst_pct, b.median_pct
+        FROM coin_sum s LEFT JOIN breadth b USING (slot_start)
         """
     )
     by_reason = ",\n".join(
