@@ -179,6 +179,16 @@ def _export(first: date, last: date, folder: Path | None) -> int:
     with resolved("exports") as exports:
         target = folder or exports.ranges()
     with _database().read() as conn:
+        (slots,) = conn.execute(
+            "SELECT count(*) FROM coin_sum WHERE trade_date BETWEEN ? AND ?", [first, last]
+        ).fetchone()
+        if not slots:
+            print(
+                f"coinsum: no slots stored from {first} to {last}, so nothing was written; "
+                "`coinsum status` lists the days stored, `coinsum backfill` fetches more.",
+                file=sys.stderr,
+            )
+            return 1
         written = export_days(conn, first, last, target)
     for kind, path in written.files.items():
         rows = written.rows.get(kind)

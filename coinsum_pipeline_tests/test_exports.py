@@ -158,6 +158,10 @@ def test_status_and_range_export_commands(
     assert "before --from" in capsys.readouterr().err
     assert main(["status", "--from", "2026-01-06", "--to", DAY]) == 2
     assert "before --from" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    assert main(["export", "--from", "2026-02-01", "--to", "2026-02-02", "--out", str(empty)]) == 1
+    assert "no slots stored from 2026-02-01 to 2026-02-02" in capsys.readouterr().err
+    assert not empty.exists(), "no 0-row files"
 
 
 def test_backfill_prints_a_progress_bar(one_day: Pipeline) -> None:
