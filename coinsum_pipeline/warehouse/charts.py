@@ -38,13 +38,15 @@ def render_curve(
     ax, ax_breadth = fig.subplots(
         2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.2], "hspace": 0.08}
     )
-    ax.plot(x, values, color="#1f4e79", linewidth=1.4)
+    ax.plot(x, values, color="#1f4e79", linewidth=1.4, marker="o" if len(x) == 1 else None)
     ax.fill_between(x, values, 0, where=values >= 0, color=UP, alpha=0.18, interpolate=True)
     ax.fill_between(x, values, 0, where=values < 0, color=DOWN, alpha=0.18, interpolate=True)
     ax.axhline(0, color="#555555", linewidth=0.8)
     ax_breadth.bar(x, up, color=UP, width=0.8, label="coins up")
     ax_breadth.bar(x, -down, color=DOWN, width=0.8, label="coins down")
     ax_breadth.axhline(0, color="#555555", linewidth=0.8)
+    most = max(float(up.max()), float(down.max()), 1.0) if len(x) else 1.0
+    ax_breadth.set_ylim(-most * 1.15, most * 1.7)  # headroom above the bars for the legend
     ax_breadth.set_ylabel("coins up / down", fontsize=8)
     ax_breadth.legend(loc="upper left", fontsize=7, frameon=False, ncols=2)
     starts = [i for i in range(len(days)) if i == 0 or days[i] != days[i - 1]]
@@ -59,7 +61,7 @@ def render_curve(
         ax_breadth.set_xticks(ticks, [times[i] for i in ticks], fontsize=8)
     ax.set_title(f"27-coin sum of % change since 00:00 Beijing, {title}", fontsize=11)
     ax.set_ylabel("sum of % changes")
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.93, bottom=0.07)
+    fig.subplots_adjust(left=0.09, right=0.98, top=0.93, bottom=0.07)
     return _save(fig, path)
 
 
