@@ -27,6 +27,7 @@ from coinsum_pipeline.core.slots import (
 from coinsum_pipeline.defs.resources import resolved
 from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnavailable
 from coinsum_pipeline.settings import PROJECT_ROOT, dagster_home, value
+from coinsum_pipeline.warehouse.charts import PaletteError
 from coinsum_pipeline.warehouse.database import CoinsumDatabase, StorageError, range_summary
 from coinsum_pipeline.warehouse.exports import export_days
 from coinsum_pipeline.warehouse.schema import SchemaError
@@ -177,7 +178,7 @@ def _export(first: date, last: date, folder: Path | None) -> int:
     """A range export from the readers' snapshot: no Dagster run, no wait for one."""
     _check_range(first, last)
     with resolved("exports") as exports:
-        target = folder or exports.ranges()
+        target, palette = folder or exports.ranges(), exports.palette()
     with _database().read() as conn:
         (slots,) = conn.execute(
             "SELECT count(*) FROM coin_sum WHERE trade_date BETWEEN ? AND ?", [first, last]
@@ -189,7 +190,7 @@ def _export(first: date, last: date, folder: Path | None) -> int:
                 file=sys.stderr,
             )
             return 1
-        written = export_days(conn, first, last, target)
+        written = export_days(conn, first, last, target, palette)
     for kind, path in written.files.items():
         rows = written.rows.get(kind)
         print(f"{path}" + (f"  ({rows} rows)" if rows is not None else ""))
@@ -320,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "basket":
             return _basket(args.coins, args.first)
         return _backfill(args.first, args.last, step_retries=not args.fail_fast)
-    except (DateError, BasketError, StorageError, SchemaError, OKXError) as exc:
+    except (DateError, BasketError, StorageError, SchemaError, OKXError, PaletteError) as exc:
         print(f"coinsum: {exc}", file=sys.stderr)
         return 2
 

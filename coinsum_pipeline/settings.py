@@ -42,6 +42,9 @@ SETTINGS: dict[str, Setting] = {
         str(PROJECT_ROOT / "data" / "exports"),
         "CSVs and charts: a folder per Beijing day, ranges/ for ranges",
     ),
+    "COINSUM_COLORS": Setting(
+        "cn", "the pictures' colours: cn (red up, green down, as China's markets) or west"
+    ),
     "COINSUM_COINS": Setting(
         "", "the basket of a new database; empty: the database's basket (SPEC's 27 when new)"
     ),

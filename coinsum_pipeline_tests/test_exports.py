@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import matplotlib.image as plt_image
 import pytest
 from dagster import AssetKey, DagsterInstance, evaluate_automation_conditions
 
@@ -251,3 +252,32 @@ def test_breadth_in_sql_and_the_sum_csv_is_what_the_prices_say(one_day: Pipeline
         assert (int(row["上涨币数"]), int(row["下跌币数"]), int(row["持平币数"])) == want[:3]
         assert row["最强币种"] in want[3] and float(row["最强涨跌幅"]) == want[4]
         assert row["最弱币种"] in want[5] and float(row["最弱涨跌幅"]) == want[6]
+
+
+@pytest.mark.parametrize(("colors", "up_is"), [("cn", "red"), ("west", "green"), ("WEST", "green")])
+def test_pictures_colour_up_by_the_chosen_convention(
+    one_day: Pipeline,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    colors: str,
+    up_is: str,
+) -> None:
+    """One day's pictures through `coinsum export`: on the curve's breadth panel the up bars
+    (all 3 coins up, the day's best slot) are drawn in the convention's colour for up."""
+    monkeypatch.setenv("COINSUM_COLORS", colors)
+    assert main(["export", "--from", DAY, "--to", DAY, "--out", str(tmp_path)]) == 0
+    image = plt_image.imread(tmp_path / f"curve_{DAY}.png")[..., :3]
+    red = (image[..., 0] > 0.7) & (image[..., 1] < 0.35)
+    green = (image[..., 1] > 0.5) & (image[..., 0] < 0.2)
+    upper_breadth = slice(int(image.shape[0] * 0.72), int(image.shape[0] * 0.83))
+    counts = {"red": int(red[upper_breadth].sum()), "green": int(green[upper_breadth].sum())}
+    assert counts[up_is] > 10 * max(counts["red" if up_is == "green" else "green"], 1), counts
+
+
+def test_an_unknown_colour_convention_is_refused_naming_the_known_ones(
+    one_day: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("COINSUM_COLORS", "purple")
+    assert main(["export", "--from", DAY, "--to", DAY, "--out", str(tmp_path)]) == 2
+    assert "use cn (red up, green down" in capsys.readouterr().err

@@ -146,9 +146,12 @@ def day_exports(
     window = context.partition_time_window
     days = days_in(window.start.date(), (window.end - timedelta(days=1)).date())
     with duckdb.read() as conn:
-        written = [export_days(conn, day, day, exports.day(day)) for day in days]
+        palette = exports.palette()
+        written = [export_days(conn, day, day, exports.day(day), palette) for day in days]
         whole = (
-            export_days(conn, days[0], days[-1], exports.ranges()) if len(days) > 1 else written[0]
+            export_days(conn, days[0], days[-1], exports.ranges(), palette)
+            if len(days) > 1
+            else written[0]
         )
     context.log.info(f"exported {len(days)} day(s) to {exports.path}")
     metadata: dict[str, object] = {}

@@ -19,6 +19,7 @@ from pydantic import PrivateAttr
 from coinsum_pipeline.core.basket import parse_basket
 from coinsum_pipeline.okx.client import OKXClient
 from coinsum_pipeline.settings import configured
+from coinsum_pipeline.warehouse.charts import PALETTES, Palette, PaletteError
 from coinsum_pipeline.warehouse.database import CONNECTION_CONFIG, CoinsumDatabase
 
 
@@ -72,9 +73,19 @@ class BasketResource(ConfigurableResource):
 
 class ExportFolder(ConfigurableResource):
     """Where exports go (``COINSUM_EXPORTS``): a folder per Beijing day, and ``ranges/`` for
-    range exports."""
+    range exports; and how their pictures colour up and down (``COINSUM_COLORS``)."""
 
     path: str
+    colors: str
+
+    def palette(self) -> Palette:
+        try:
+            return PALETTES[self.colors.strip().lower()]
+        except KeyError:
+            raise PaletteError(
+                f"COINSUM_COLORS is {self.colors!r}: use cn (red up, green down, as China's "
+                "markets show it) or west (green up, red down)."
+            ) from None
 
     def day(self, day: date) -> Path:
         return Path(self.path) / day.isoformat()
@@ -102,7 +113,9 @@ def build_resources() -> dict[str, ConfigurableResource]:
             connection_config=CONNECTION_CONFIG,
         ),
         "basket": BasketResource(coins=configured("COINSUM_COINS")),
-        "exports": ExportFolder(path=configured("COINSUM_EXPORTS")),
+        "exports": ExportFolder(
+            path=configured("COINSUM_EXPORTS"), colors=configured("COINSUM_COLORS")
+        ),
         "limits": CheckLimits(max_move_pct=configured("COINSUM_MAX_MOVE_PCT")),
     }
 

@@ -8,6 +8,7 @@ are ASCII: the machines running this may have no CJK font.
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -16,8 +17,28 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.colors import TwoSlopeNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-UP, DOWN = "#1a9850", "#d73027"  # green up, red down, as these traders read a board
+
+@dataclass(frozen=True)
+class Palette:
+    """The colours of up and down: ``up``/``down`` for lines and bars, ``cmap`` from the most
+    down to the most up."""
+
+    up: str
+    down: str
+    cmap: str
+
+
+class PaletteError(ValueError):
+    """An unknown colour convention; the message names the known ones."""
+
+
+RED, GREEN = "#d73027", "#1a9850"
+PALETTES: dict[str, Palette] = {
+    "cn": Palette(up=RED, down=GREEN, cmap="RdYlGn_r"),  # China's markets: red is up
+    "west": Palette(up=GREEN, down=RED, cmap="RdYlGn"),  # Western markets: green is up
+}
 
 
 def render_curve(
@@ -27,6 +48,7 @@ def render_curve(
     breadth: tuple[pd.Series, pd.Series],
     path: Path,
     title: str,
+    palette: Palette,
 ) -> Path:
     """The sum over slots (their Beijing ``days`` and ``times``), day boundaries marked when it
     spans several days, and below it the breadth: how many coins are up and down since 00:00
@@ -39,15 +61,17 @@ def render_curve(
         2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1.2], "hspace": 0.08}
     )
     ax.plot(x, values, color="#1f4e79", linewidth=1.4, marker="o" if len(x) == 1 else None)
-    ax.fill_between(x, values, 0, where=values >= 0, color=UP, alpha=0.18, interpolate=True)
-    ax.fill_between(x, values, 0, where=values < 0, color=DOWN, alpha=0.18, interpolate=True)
+    up_fill, down_fill = palette.up, palette.down
+    ax.fill_between(x, values, 0, where=values >= 0, color=up_fill, alpha=0.18, interpolate=True)
+    ax.fill_between(x, values, 0, where=values < 0, color=down_fill, alpha=0.18, interpolate=True)
     ax.axhline(0, color="#555555", linewidth=0.8)
-    ax_breadth.bar(x, up, color=UP, width=0.8, label="coins up")
-    ax_breadth.bar(x, -down, color=DOWN, width=0.8, label="coins down")
+    ax_breadth.bar(x, up, color=palette.up, width=0.8, label="coins up")
+    ax_breadth.bar(x, -down, color=palette.down, width=0.8, label="coins down")
     ax_breadth.axhline(0, color="#555555", linewidth=0.8)
     most = max(float(up.max()), float(down.max()), 1.0) if len(x) else 1.0
     ax_breadth.set_ylim(-most * 1.15, most * 1.7)  # headroom above the bars for the legend
     ax_breadth.set_ylabel("coins up / down", fontsize=8)
+    ax_breadth.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax_breadth.legend(loc="upper left", fontsize=7, frameon=False, ncols=2)
     starts = [i for i in range(len(days)) if i == 0 or days[i] != days[i - 1]]
     for panel in (ax, ax_breadth):
@@ -65,13 +89,16 @@ def render_curve(
     return _save(fig, path)
 
 
-def render_day_table(changes: pd.DataFrame, sums: pd.Series, path: Path, title: str) -> Path:
+def render_day_table(
+    changes: pd.DataFrame, sums: pd.Series, path: Path, title: str, palette: Palette
+) -> Path:
     """The day table as a heat map: a row per slot (``changes``' index), a column per coin and
-    the sum, each cell its % change, green above zero and red below; grey cells are missing."""
+    the sum, each cell its % change, coloured up or down by ``palette``; grey cells are
+    missing."""
     coins = list(changes.columns)
     values = changes.to_numpy(dtype=float)
     limit = max(float(np.nanmax(np.abs(values))) if np.isfinite(values).any() else 1.0, 0.01)
-    cmap = matplotlib.colormaps["RdYlGn"].with_extremes(bad="#dddddd")
+    cmap = matplotlib.colormaps[palette.cmap].with_extremes(bad="#dddddd")
     height = 2.0 + 0.22 * len(changes)
     fig = Figure(figsize=(2.0 + 0.55 * len(coins) + 1.2, height), dpi=80)
     ax, ax_sum = fig.subplots(1, 2, gridspec_kw={"width_ratios": [len(coins), 2]})

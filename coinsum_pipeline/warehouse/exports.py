@@ -21,7 +21,7 @@ import pandas as pd
 
 from coinsum_pipeline.core.basket import ordered_union
 from coinsum_pipeline.core.slots import days_in
-from coinsum_pipeline.warehouse.charts import render_curve, render_day_table
+from coinsum_pipeline.warehouse.charts import Palette, render_curve, render_day_table
 
 SUM_HEADER = "27币涨跌幅总和"
 QUERIES = {
@@ -110,6 +110,7 @@ def export_days(
     first: date,
     last: date,
     folder: Path,
+    palette: Palette,
 ) -> Export:
     """Write the CSVs and charts of days ``first``..``last`` into ``folder``.
 
@@ -132,6 +133,7 @@ def export_days(
         (sums["上涨币数"], sums["下跌币数"]),
         folder / f"curve_{stem}.png",
         title=title,
+        palette=palette,
     )
     days = days_in(first, last)
     day_table = pd.concat([read_day_table(conn, day) for day in days], ignore_index=True)
@@ -146,5 +148,6 @@ def export_days(
             body[SUM_HEADER],
             folder / f"day_table_{stem}.png",
             title=title,
+            palette=palette,
         )
     return Export(folder, files, rows, frames["sum"])
