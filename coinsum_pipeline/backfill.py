@@ -15,7 +15,15 @@ from datetime import date, datetime, timedelta
 
 from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
-from coinsum_pipeline.core.slots import SLOT, DateError, current_slot, day_start, slot_key, slots_in
+from coinsum_pipeline.core.slots import (
+    SLOT,
+    DateError,
+    current_slot,
+    day_start,
+    days_in,
+    slot_key,
+    slots_in,
+)
 from coinsum_pipeline.definitions import build_defs
 from coinsum_pipeline.defs.assets import FAIL_FAST_TAG, SLOTS_PER_RUN
 from coinsum_pipeline.defs.dagster_compat import (
@@ -45,8 +53,7 @@ class RunOutcome:
 
 def plan(first: date, last: date, now: datetime) -> list[list[datetime]]:
     """The slots of Beijing days ``first``..``last``, up to the running slot, cut into runs."""
-    if last < first:
-        raise DateError(f"the last day {last} is before the first day {first}.")
+    days_in(first, last)  # refuses a reversed range
     if first < FIRST_DAY:
         raise DateError(
             f"{first} is before the first partition day {FIRST_DAY}: start later, or set "
@@ -74,7 +81,7 @@ def run_slots(
 
 def export_range(first: date, last: date, instance: DagsterInstance) -> RunOutcome:
     """Write the exports of days ``first``..``last`` as one run of ``day_exports``."""
-    days = (last - first).days + 1
+    days = len(days_in(first, last))
     return _execute(exports_job.name, first.isoformat(), last.isoformat(), days, instance, {})
 
 

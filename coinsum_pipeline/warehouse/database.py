@@ -258,14 +258,9 @@ class CoinsumDatabase(DuckDBResource):
         writable, or another process holds it. Waits for coinsum's own writers, as a run
         would; creates nothing that does not exist."""
         with writer_lock(self.database):
-            if not Path(self.database).exists():
-                return
-            try:
-                duckdb.connect(self.database, read_only=False).close()
-            except duckdb.IOException as exc:
-                if _is_lock_conflict(exc):
-                    raise _held(self.database, exc) from exc
-                raise StorageError(f"cannot open the DuckDB file {self.database}: {exc}") from exc
+            if Path(self.database).exists():
+                log = logging.getLogger(__name__)
+                _connect_waiting(self.database, self.connection_config, log, 0).close()
 
     @contextmanager
     def _open(self, log: logging.Logger) -> Iterator[duckdb.DuckDBPyConnection]:
