@@ -25,6 +25,7 @@ from coinsum_pipeline.core.slots import (
     parse_day,
 )
 from coinsum_pipeline.defs.resources import resolved
+from coinsum_pipeline.demo import DEMO_DAYS, DEMO_FOLDER, run_demo
 from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnavailable
 from coinsum_pipeline.settings import PROJECT_ROOT, dagster_home, value
 from coinsum_pipeline.warehouse.charts import PaletteError
@@ -100,6 +101,19 @@ def _parser() -> argparse.ArgumentParser:
         "dev",
         help="start the Dagster UI and daemon (schedules, backfills) on this project's instance",
         add_help=False,
+    )
+    demo = commands.add_parser(
+        "demo",
+        help="offline and live: a stand-in OKX, the last days backfilled, then the UI",
+        description="Start the stand-in for OKX on the real clock, backfill the last DAYS "
+        "Beijing days from it into .demo/ (its own instance, database and exports), then start "
+        "the UI and daemon (extra arguments go to `dagster dev`), collecting a new slot every "
+        "30 minutes. Ctrl-C stops it all.",
+    )
+    demo.add_argument("--days", type=int, default=DEMO_DAYS, help="days to backfill (default 3)")
+    demo.add_argument("--folder", type=Path, default=DEMO_FOLDER, help="default: .demo/")
+    demo.add_argument(
+        "--okx-port", type=int, default=0, help="the stand-in OKX's port (default: a free one)"
     )
     return parser
 
@@ -310,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             workspace = str(PROJECT_ROOT / "workspace.yaml")
             dagster = str(Path(sys.executable).parent / "dagster")  # this environment's, not PATH's
             os.execv(dagster, [dagster, "dev", "-w", workspace, *extra])
+        if args.command == "demo":
+            return run_demo(args.days, args.folder.resolve(), args.okx_port, extra)
         if extra:
             _parser().error(f"unrecognized arguments: {' '.join(extra)}")
         if args.command == "sql":

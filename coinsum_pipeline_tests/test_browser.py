@@ -1,16 +1,9 @@
 """End to end, the way a user works: `coinsum dev` against the fake OKX, a backfill launched
-through the UI's GraphQL API, then the asset pages opened in headless Chromium.
-
-Needs Debian's chromium (`.ci/run` installs it) and Playwright's Python client, which drives
-that browser (no browser download). The screenshots are kept in ``test-artifacts/``.
-"""
+through the UI's GraphQL API, then the asset pages opened in headless Chromium."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,21 +12,19 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-import requests
 
 from coinsum_pipeline.backfill import export_range
+from coinsum_pipeline_tests.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    free_port,
+    graphql,
+    needs_chromium,
+    serving,
+)
 from coinsum_pipeline_tests.helpers import Pipeline
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 DAY = "2026-01-05"
 LAUNCH = """
 mutation Launch($params: LaunchBackfillParams!) {
@@ -51,16 +42,7 @@ query Status($id: String!) {
   }
 }"""
 
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None and not os.environ.get("CI"),
-    reason="no chromium here (`apt-get install chromium`); CI installs it and runs this",
-)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -83,45 +65,9 @@ def dagster_ui(pipeline: Pipeline) -> Iterator[str]:
             timeout=120,
         )
     port = free_port()
-    log = (pipeline.db.parent / "dagster-dev.log").open("w")
-    proc = subprocess.Popen(
-        [Path(sys.executable).parent / "coinsum", "dev", "-p", str(port)],
-        env=os.environ.copy(),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: one kill ends webserver, daemon, code
-        preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while not _graphql_up(url):
-            assert proc.poll() is None, "coinsum dev exited; see dagster-dev.log"
-            assert time.monotonic() < deadline, "the Dagster UI did not come up in 120 s"
-            time.sleep(1)
-        yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        log.close()
-
-
-def _graphql_up(url: str) -> bool:
-    try:
-        answer = requests.post(f"{url}/graphql", json={"query": "{ version }"}, timeout=5)
-        return answer.ok and "data" in answer.json()
-    except requests.RequestException:
-        return False
-
-
-def graphql(url: str, query: str, variables: dict) -> dict:
-    answer = requests.post(
-        f"{url}/graphql", json={"query": query, "variables": variables}, timeout=60
-    )
-    answer.raise_for_status()
-    body = answer.json()
-    assert "errors" not in body, body["errors"]
-    return body["data"]
+    command = [Path(sys.executable).parent / "coinsum", "dev", "-p", str(port)]
+    with serving(command, os.environ.copy(), pipeline.db.parent / "dagster-dev.log"):
+        yield f"http://127.0.0.1:{port}"
 
 
 def backfill_through_the_ui(url: str, asset: str, partitions: list[str]) -> None:
