@@ -8,12 +8,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 
 import pytest
 
-from coinsum_pipeline.backfill import export_range
 from coinsum_pipeline_tests.browser import (
     ARTIFACTS,
     CHROMIUM,
@@ -25,7 +23,9 @@ from coinsum_pipeline_tests.browser import (
 )
 from coinsum_pipeline_tests.helpers import Pipeline
 
-DAY = "2026-01-05"
+DAYS = ("2026-01-05", "2026-01-06")
+# The natural size of the image a page shows.
+SIZE = "({width: document.images[0].naturalWidth, height: document.images[0].naturalHeight})"
 LAUNCH = """
 mutation Launch($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
@@ -92,12 +92,11 @@ def test_ui_backfill_then_the_asset_pages_show_partitions_and_charts(
     from playwright.sync_api import sync_playwright
 
     assert CHROMIUM, "chromium is not installed: `apt-get install chromium`"
-    slots = [f"{DAY}-{h:02d}:{m:02d}" for h in range(24) for m in (0, 30)]
+    slots = [f"{day}-{h:02d}:{m:02d}" for day in DAYS for h in range(24) for m in (0, 30)]
     backfill_through_the_ui(dagster_ui, "basket_slots", slots)
-    assert pipeline.query("SELECT count(*) FROM coin_sum") == [(48,)]
-    # The day's exports as `coinsum backfill` writes them (a second UI backfill would only add
-    # another minute of daemon ticks; the sensor test covers the automatic path).
-    assert export_range(date(2026, 1, 5), date(2026, 1, 5), pipeline.instance).success
+    assert pipeline.query("SELECT count(*) FROM coin_sum") == [(96,)]
+    # The two days' exports, backfilled through the UI too: one ranged run.
+    backfill_through_the_ui(dagster_ui, "day_exports", list(DAYS))
 
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as play:
@@ -105,14 +104,26 @@ def test_ui_backfill_then_the_asset_pages_show_partitions_and_charts(
         page = browser.new_page(viewport={"width": 1600, "height": 1200})
 
         page.goto(f"{dagster_ui}/assets/basket_slots?view=partitions")
-        page.get_by_text("Materialized (48)").first.wait_for(timeout=60_000)
+        page.get_by_text("Materialized (96)").first.wait_for(timeout=60_000)
         page.screenshot(path=ARTIFACTS / "basket_slots_partitions.png", full_page=True)
 
-        page.goto(f"{dagster_ui}/assets/day_exports")
-        # Markdown metadata opens in a dialog: the curve is an inline PNG there.
-        page.locator("tr", has_text="curve").get_by_text("[Show Markdown]").click()
-        chart = page.locator("img[src^='data:image/png;base64,']").first
-        chart.wait_for(timeout=60_000)
-        assert chart.bounding_box()["width"] > 300, "the curve is drawn at a readable size"
-        page.screenshot(path=ARTIFACTS / "day_exports_curve.png")
+        curves = []
+        for day in DAYS:
+            page.goto(f"{dagster_ui}/assets/day_exports?view=partitions&partition={day}")
+            # Markdown metadata opens in a dialog: the curve is an inline PNG preview there.
+            page.locator("tr", has_text="curve").get_by_text("[Show Markdown]").first.click()
+            chart = page.locator("img[src^='data:image/png;base64,']").first
+            chart.wait_for(timeout=60_000)
+            assert chart.bounding_box()["width"] > 300, "the curve is drawn at a readable size"
+            curves.append(chart.get_attribute("src"))
+            page.wait_for_timeout(600)  # the dialog's fade-in
+            page.screenshot(path=ARTIFACTS / f"day_exports_curve_{day}.png")
+        assert curves[0] != curves[1], "each day's page shows its own curve"
+
+        # The day table as users open the file: at native size, 100 %.
+        for day in DAYS:
+            image = pipeline.exports / day / f"day_table_{day}.png"
+            page.goto(image.as_uri())
+            page.set_viewport_size(page.evaluate(SIZE))
+            page.screenshot(path=ARTIFACTS / f"day_table_{day}_native.png")
         browser.close()

@@ -12,8 +12,17 @@ from datetime import date
 from pathlib import Path
 
 import matplotlib.image as plt_image
+import numpy as np
+import pandas as pd
 import pytest
-from dagster import AssetKey, DagsterInstance, evaluate_automation_conditions
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterInstance,
+    evaluate_automation_conditions,
+)
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.text import Text
 
 from coinsum_pipeline.backfill import export_range, run_slots
 from coinsum_pipeline.cli import main
@@ -21,6 +30,7 @@ from coinsum_pipeline.core.slots import epoch_ms
 from coinsum_pipeline.definitions import defs
 from coinsum_pipeline.okx.fake import FakeOKX
 from coinsum_pipeline.settings import dagster_home
+from coinsum_pipeline.warehouse.charts import PALETTES, day_table_figure
 from coinsum_pipeline_tests.helpers import PNG, Pipeline, beijing, header, read_csv
 
 HEADERS = {
@@ -104,26 +114,76 @@ def test_day_exports_match_the_database_with_specs_headers(one_day: Pipeline) ->
         assert (folder / f"{png}_{DAY}.png").read_bytes().startswith(PNG)
 
 
-def test_day_export_metadata_shows_counts_preview_and_charts(one_day: Pipeline) -> None:
-    event = one_day.instance.get_latest_materialization_event(AssetKey("day_exports"))
-    materialization = event.asset_materialization
-    assert materialization.partition == DAY
-    meta = materialization.metadata
+PREVIEW_LIMIT = 20_000  # bytes of a preview image in the event log
+
+
+def day_export_metadata(instance: DagsterInstance, day: str) -> dict:
+    """The metadata of ``day``'s latest day_exports materialization, as its page shows it."""
+    result = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey("day_exports"), asset_partitions=[day]), limit=1
+    )
+    return result.records[0].asset_materialization.metadata
+
+
+def test_day_export_metadata_shows_counts_previews_and_sums(one_day: Pipeline) -> None:
+    meta = day_export_metadata(one_day.instance, DAY)
     assert meta["full_rows"].value == 48 * 3 - 3 and meta["missing_rows"].value == 51
-    assert meta["curve"].value.startswith("![27-coin sum](data:image/png;base64,")
-    assert meta["day_table"].value.startswith("![day table](data:image/png;base64,")
-    assert "| 日期 | 时间 | 时间戳 | 27币涨跌幅总和 | 报告币数 |" in meta["sums_preview"].value
+    for name, alt in (("curve", "27-coin sum"), ("day_table", "day table")):
+        markdown = meta[name].value
+        assert markdown.startswith(f"![{alt}](data:image/png;base64,")
+        assert len(markdown) < PREVIEW_LIMIT, f"{name}: a preview, not the full image"
+    assert Path(meta["day_table_image"].value).read_bytes().startswith(PNG)
+    preview = meta["sums_preview"].value
+    assert "| 时间 | 27币涨跌幅总和 | 报告币数 | 上涨币数 |" in preview
+    (first_sum,) = one_day.query(
+        "SELECT sum_pct FROM coin_sum WHERE slot_time = '00:30' AND trade_date = ?", [DAY]
+    )[0]
+    assert f"| 00:30 | {first_sum:.2f} |" in preview, "2 decimals in previews"
 
 
-def test_range_run_names_its_metadata_for_the_range(pipeline: Pipeline) -> None:
+def test_a_range_run_gives_each_day_its_own_pictures(pipeline: Pipeline) -> None:
     for day in ("2026-01-05", "2026-01-06"):
         run_slots([beijing(f"{day} 00:00"), beijing(f"{day} 00:30")], pipeline.instance)
+    run_slots([beijing("2026-01-06 01:00")], pipeline.instance)
     assert export_range(date(2026, 1, 5), date(2026, 1, 6), pipeline.instance).success
-    event = pipeline.instance.get_latest_materialization_event(AssetKey("day_exports"))
-    meta = event.asset_materialization.metadata
-    assert meta["range_days"].value == 2 and meta["range_sum_rows"].value == 4
-    assert meta["range_curve"].value.startswith("![27-coin sum over the range](data:image/png")
-    assert not {"full_rows", "curve"} & set(meta), "day-level names only on one-day runs"
+    first, second = (
+        day_export_metadata(pipeline.instance, d) for d in ("2026-01-05", "2026-01-06")
+    )
+    assert (first["sum_rows"].value, second["sum_rows"].value) == (2, 3), "each day's own counts"
+    assert first["curve"].value != second["curve"].value, "each day's own curve"
+    assert first["day_table"].value != second["day_table"].value, "and its own day table"
+    assert first["range_days"].value == second["range_days"].value == 2
+    assert Path(first["range_curve"].value).read_bytes().startswith(PNG)
+
+
+def test_day_table_reads_at_native_size_at_any_number_of_slots() -> None:
+    """Digits at least 9 px tall, coin names above and below, and nothing cut off, for one slot
+    as for 48 (the title, every label, the legend inside the image)."""
+    coins = ["BTC", "ETH", "1000PEPE"]
+    for slots in (1, 48):
+        times = [f"{h:02d}:{m:02d}" for h in range(24) for m in (0, 30)][:slots]
+        changes = pd.DataFrame(
+            [[0.5 * i + 0.3, -1.25, float("nan")] for i in range(slots)], index=times, columns=coins
+        )
+        sums = changes.sum(axis=1)
+        fig = day_table_figure(changes, sums, DAY, PALETTES["cn"])
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        renderer = canvas.get_renderer()
+        frame = fig.bbox
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+        for text in texts:
+            box = text.get_window_extent(renderer)
+            if not np.isfinite(box.x0):  # a tick label outside its axis: not drawn
+                continue
+            assert frame.x0 <= box.x0 and box.x1 <= frame.x1 + 1, f"{slots}: {text} cut off"
+            assert frame.y0 <= box.y0 and box.y1 <= frame.y1 + 1, f"{slots}: {text} cut off"
+        cells = [t for t in texts if t.get_text() == "-1.25"]
+        assert len(cells) == slots
+        assert min(c.get_window_extent(renderer).height for c in cells) >= 9 * 1.2
+        labels = [t.get_text() for t in texts]
+        assert labels.count("1000PEPE") == 2, "coin names on top and at the bottom"
+        assert any("grey = missing" in t for t in labels) and "%" in labels, "the legend"
 
 
 def test_views_answer_the_common_questions(one_day: Pipeline) -> None:
@@ -269,7 +329,7 @@ def test_pictures_colour_up_by_the_chosen_convention(
     image = plt_image.imread(tmp_path / f"curve_{DAY}.png")[..., :3]
     red = (image[..., 0] > 0.7) & (image[..., 1] < 0.35)
     green = (image[..., 1] > 0.5) & (image[..., 0] < 0.2)
-    upper_breadth = slice(int(image.shape[0] * 0.72), int(image.shape[0] * 0.83))
+    upper_breadth = slice(int(image.shape[0] * 0.70), int(image.shape[0] * 0.80))
     counts = {"red": int(red[upper_breadth].sum()), "green": int(green[upper_breadth].sum())}
     assert counts[up_is] > 10 * max(counts["red" if up_is == "green" else "green"], 1), counts
 

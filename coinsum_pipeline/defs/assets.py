@@ -31,9 +31,8 @@ from coinsum_pipeline.defs.dagster_compat import decorate_without_notices
 from coinsum_pipeline.defs.partitions import DAY_PARTITIONS, SLOT_PARTITIONS
 from coinsum_pipeline.defs.resources import BasketResource, ExportFolder, OKXResource
 from coinsum_pipeline.okx.fetch import fetch_basket
-from coinsum_pipeline.warehouse.charts import image_markdown
 from coinsum_pipeline.warehouse.database import CoinsumDatabase, DatabaseHeld, replace_slots
-from coinsum_pipeline.warehouse.exports import export_days, markdown_table
+from coinsum_pipeline.warehouse.exports import Export, export_days
 from coinsum_pipeline.warehouse.schema import SchemaError
 
 # 288 slots = 6 days: one 300-row candle page per coin per run, the fewest requests possible.
@@ -135,7 +134,8 @@ EXPORT_WHEN_SLOTS_CHANGE = (
         "Per Beijing day, in COINSUM_EXPORTS/YYYY-MM-DD/: the CSVs of SPEC (full data, 27-coin "
         "sums, missing values; UTF-8 with BOM, Chinese headers), the 48 x 27 day table as CSV and "
         "as a colour-scaled image, and the curve of the 27-coin sum. Re-exported when its slots "
-        "change. A run over several days also draws the curve of the whole range."
+        "change. Each day's page shows its counts, previews of its curve and day table, and its "
+        "sums; a run over several days also writes the files of the whole range."
     ),
 )
 def day_exports(
@@ -151,31 +151,34 @@ def day_exports(
         whole = (
             export_days(conn, days[0], days[-1], exports.ranges(), palette)
             if len(days) > 1
-            else written[0]
+            else None
         )
     context.log.info(f"exported {len(days)} day(s) to {exports.path}")
-    metadata: dict[str, object] = {}
-    if len(days) == 1:
-        metadata = {
-            "folder": MetadataValue.path(str(whole.folder)),
-            "full_rows": whole.rows["full"],
-            "sum_rows": whole.rows["sum"],
-            "missing_rows": whole.rows["missing"],
-            "curve": MetadataValue.md(image_markdown(whole.files["curve"], "27-coin sum")),
-            "day_table": MetadataValue.md(
-                image_markdown(whole.files["day_table_image"], "day table")
-            ),
-            "sums_preview": MetadataValue.md(markdown_table(whole.sums)),
-        }
-    else:  # copied onto every day of the range, so named for the range
-        metadata = {
+    for day, export in zip(days, written, strict=True):
+        # Each day's own numbers and pictures, however many days the run exported.
+        context.add_asset_metadata(day_metadata(export), partition_key=day.isoformat())
+    if whole is None:
+        return MaterializeResult()
+    # Copied onto every day of the range, so named for the range.
+    return MaterializeResult(
+        metadata={
             "range_days": len(days),
             "range_folder": MetadataValue.path(str(whole.folder)),
-            "range_full_rows": whole.rows["full"],
-            "range_sum_rows": whole.rows["sum"],
-            "range_missing_rows": whole.rows["missing"],
-            "range_curve": MetadataValue.md(
-                image_markdown(whole.files["curve"], "27-coin sum over the range")
-            ),
+            "range_curve": MetadataValue.path(str(whole.files["curve"])),
         }
-    return MaterializeResult(metadata=metadata)
+    )
+
+
+def day_metadata(export: Export) -> dict[str, object]:
+    """What a day's page shows: counts, where the files are, small previews of its curve and day
+    table (the full PNGs are files: metadata is kept in the event log for good), and its sums."""
+    return {
+        "folder": MetadataValue.path(str(export.folder)),
+        "full_rows": export.rows["full"],
+        "sum_rows": export.rows["sum"],
+        "missing_rows": export.rows["missing"],
+        "curve": MetadataValue.md(export.previews["curve"]),
+        "day_table": MetadataValue.md(export.previews["day_table"]),
+        "day_table_image": MetadataValue.path(str(export.files["day_table_image"])),
+        "sums_preview": MetadataValue.md(export.previews["sums"]),
+    }

@@ -21,7 +21,15 @@ import pandas as pd
 
 from coinsum_pipeline.core.basket import ordered_union
 from coinsum_pipeline.core.slots import days_in
-from coinsum_pipeline.warehouse.charts import Palette, render_curve, render_day_table
+from coinsum_pipeline.warehouse.charts import (
+    PREVIEW_TABLE,
+    Curve,
+    Palette,
+    curve_figure,
+    day_table_figure,
+    preview_markdown,
+    save_png,
+)
 
 SUM_HEADER = "27币涨跌幅总和"
 QUERIES = {
@@ -53,7 +61,8 @@ class Export:
     folder: Path
     files: dict[str, Path]
     rows: dict[str, int]
-    sums: pd.DataFrame  # 日期, 时间, 时间戳, 27币涨跌幅总和, 报告币数: for previews
+    sums: pd.DataFrame  # the sum CSV's rows
+    previews: dict[str, str]  # a day's curve, day table and sums as Markdown, for its page
 
 
 def read_export(
@@ -87,12 +96,25 @@ def read_day_table(conn: duckdb.DuckDBPyConnection, day: date) -> pd.DataFrame:
     return table.reset_index()[["日期", "时间", *table.columns.drop("日期")]]
 
 
+PREVIEW_COLUMNS = [
+    "时间", SUM_HEADER, "报告币数", "上涨币数", "下跌币数",
+    "最强币种", "最强涨跌幅", "最弱币种", "最弱涨跌幅", "涨跌幅中位数",
+]  # fmt: skip
+
+
+def preview(sums: pd.DataFrame) -> pd.DataFrame:
+    """A day's sums as people read them: the columns that say something on one day's page, the
+    percentages to 2 decimals (the CSVs keep every digit: they are data)."""
+    return sums[PREVIEW_COLUMNS].round(2)
+
+
 def markdown_table(frame: pd.DataFrame) -> str:
     """A frame as a Markdown table, for previews in Dagster metadata."""
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |"]
     lines.append("|" + "---|" * len(frame.columns))
     for row in frame.itertuples(index=False):
-        lines.append("| " + " | ".join("" if pd.isna(v) else str(v) for v in row) + " |")
+        cells = ("" if pd.isna(v) else f"{v:.2f}" if isinstance(v, float) else str(v) for v in row)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -126,28 +148,38 @@ def export_days(
     }
     rows = {kind: len(frame) for kind, frame in frames.items()}
     sums = frames["sum"]
-    files["curve"] = render_curve(
-        sums["日期"].tolist(),
-        sums["时间"].tolist(),
-        sums[SUM_HEADER],
-        (sums["上涨币数"], sums["下跌币数"]),
-        folder / f"curve_{stem}.png",
-        title=title,
-        palette=palette,
+    incomplete = conn.execute(
+        "SELECT NOT complete FROM slot_sums WHERE trade_date BETWEEN ? AND ? ORDER BY slot_start",
+        [first, last],
+    ).fetchdf()
+    curve = Curve(
+        days=sums["日期"].tolist(),
+        times=sums["时间"].tolist(),
+        sums=sums[SUM_HEADER],
+        up=sums["上涨币数"],
+        down=sums["下跌币数"],
+        incomplete=incomplete.iloc[:, 0],
     )
+    drawn = curve_figure(curve, title, palette)
+    files["curve"] = save_png(drawn, folder / f"curve_{stem}.png")
     days = days_in(first, last)
     day_table = pd.concat([read_day_table(conn, day) for day in days], ignore_index=True)
     # Days with different baskets stack into the union of their columns, the sum kept last.
     day_table = day_table[[*day_table.columns.drop(SUM_HEADER), SUM_HEADER]]
     files["day_table"] = write_csv(day_table, folder / f"day_table_{stem}.csv")
     rows["day_table"] = len(day_table)
+    previews: dict[str, str] = {}
     if first == last:  # a colour grid of 48 rows reads well; of hundreds, it does not
         body = day_table.set_index("时间")
-        files["day_table_image"] = render_day_table(
-            body.drop(columns=["日期", SUM_HEADER]),
-            body[SUM_HEADER],
+        changes, day_sums = body.drop(columns=["日期", SUM_HEADER]), body[SUM_HEADER]
+        files["day_table_image"] = save_png(
+            day_table_figure(changes, day_sums, title, palette),
             folder / f"day_table_{stem}.png",
-            title=title,
-            palette=palette,
         )
-    return Export(folder, files, rows, frames["sum"])
+        small_table = day_table_figure(changes, day_sums, title, palette, PREVIEW_TABLE)
+        previews = {
+            "curve": preview_markdown(drawn, "27-coin sum", dpi=50),
+            "day_table": preview_markdown(small_table, "day table", dpi=100),
+            "sums": markdown_table(preview(sums)),
+        }
+    return Export(folder, files, rows, frames["sum"], previews)
