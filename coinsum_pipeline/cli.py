@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
 import sys
 import time
@@ -27,7 +26,8 @@ from coinsum_pipeline.core.slots import (
 from coinsum_pipeline.defs.resources import resolved
 from coinsum_pipeline.demo import DEMO_DAYS, DEMO_FOLDER, run_demo
 from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnavailable
-from coinsum_pipeline.settings import PROJECT_ROOT, dagster_home, value
+from coinsum_pipeline.services import exec_dev
+from coinsum_pipeline.settings import dagster_home, value
 from coinsum_pipeline.warehouse.charts import PaletteError
 from coinsum_pipeline.warehouse.database import CoinsumDatabase, StorageError, range_summary
 from coinsum_pipeline.warehouse.exports import export_days
@@ -320,10 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = _parser().parse_known_args(argv)
     try:
         if args.command == "dev":
-            dagster_home()
-            workspace = str(PROJECT_ROOT / "workspace.yaml")
-            dagster = str(Path(sys.executable).parent / "dagster")  # this environment's, not PATH's
-            os.execv(dagster, [dagster, "dev", "-w", workspace, *extra])
+            exec_dev(extra, dagster_home())
         if args.command == "demo":
             return run_demo(args.days, args.folder.resolve(), args.okx_port, extra)
         if extra:

@@ -17,8 +17,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from coinsum_pipeline import clock
+from coinsum_pipeline.core.slots import DateError
 from coinsum_pipeline.okx.fake import FakeOKX
-from coinsum_pipeline.settings import PROJECT_ROOT
+from coinsum_pipeline.services import dev_command, service_environment
+from coinsum_pipeline.settings import PROJECT_ROOT, prepare_home
 
 DEMO_FOLDER = PROJECT_ROOT / ".demo"
 DEMO_DAYS = 3
@@ -28,14 +30,9 @@ def demo_environment(folder: Path, okx_url: str, days: int) -> dict[str, str]:
     """The environment of the demo's processes: its own instance, database and exports, the
     stand-in OKX, and partitions from the demo's first day on."""
     first = clock.now().date() - timedelta(days=days - 1)
-    home = folder / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.symlink_to(PROJECT_ROOT / "dagster.yaml")
     return {
         **os.environ,
-        "DAGSTER_HOME": str(home),
+        "DAGSTER_HOME": str(prepare_home(folder / "dagster_home")),
         "COINSUM_DB": str(folder / "coinsum.duckdb"),
         "COINSUM_EXPORTS": str(folder / "exports"),
         "COINSUM_START": first.isoformat(),
@@ -47,6 +44,8 @@ def demo_environment(folder: Path, okx_url: str, days: int) -> dict[str, str]:
 def run_demo(days: int, folder: Path, okx_port: int, dev_args: list[str]) -> int:
     """Backfill the demo's days, then run ``dagster dev`` until it is stopped (Ctrl-C or
     SIGTERM, passed on to it); the stand-in OKX lives as long as this process."""
+    if days < 1:
+        raise DateError(f"--days {days}: the demo needs at least 1 day of history.")
     okx = FakeOKX()
     url = okx.start(okx_port)
     env = demo_environment(folder, url, days)
@@ -61,9 +60,8 @@ def run_demo(days: int, folder: Path, okx_port: int, dev_args: list[str]) -> int
         if backfill.returncode:
             print("coinsum demo: the backfill failed (see above); not starting the UI.")
             return backfill.returncode
-        workspace = str(PROJECT_ROOT / "workspace.yaml")
-        command = [str(bin_dir / "dagster"), "dev", "-w", workspace, *dev_args]
-        dev = subprocess.Popen(command, env=env)
+        home = env["DAGSTER_HOME"]
+        dev = subprocess.Popen(dev_command(dev_args), env=service_environment(env), cwd=home)
         for stop in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(stop, lambda signum, _frame: dev.send_signal(signum))
         while True:

@@ -81,10 +81,17 @@ def dagster_home() -> Path:
     Without it Dagster's CLI would use a throw-away instance that no UI sees, so the command
     line and ``coinsum dev`` agree on one instance and export it for the processes they start.
     """
-    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home").resolve()
+    home = prepare_home(Path(os.environ.get("DAGSTER_HOME") or PROJECT_ROOT / ".dagster_home"))
+    os.environ["DAGSTER_HOME"] = str(home)
+    return home
+
+
+def prepare_home(home: Path) -> Path:
+    """``home`` created if need be, with a link to the project's dagster.yaml (so a change to
+    that file reaches every instance); returns it absolute."""
+    home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
+    if not config.is_symlink() and not config.exists():
         config.symlink_to(PROJECT_ROOT / "dagster.yaml")
-    os.environ["DAGSTER_HOME"] = str(home)
     return home

@@ -1,0 +1,39 @@
+"""How coinsum starts Dagster's long-running processes: the command line and environment.
+
+``dagster dev`` runs from ``DAGSTER_HOME``: run from the project folder, which holds the
+``dagster.yaml`` that the home links to, Dagster would warn that this file "will not be used"
+(it is used, through the link). Its notice that ``dagster dev`` is superseded by ``dg dev`` (a
+separate package, ``dagster-dg-cli``, that coinsum does not need) is filtered out: it is not
+something a user of coinsum can act on.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from coinsum_pipeline.settings import PROJECT_ROOT
+
+# Python's -W syntax: the start of the message, any warning category.
+QUIET = "ignore:Function `dev_command` is superseded"
+
+
+def dev_command(extra: list[str]) -> list[str]:
+    """``dagster dev`` of this environment (not whatever ``dagster`` is first on PATH) on the
+    project's workspace; ``extra`` are the user's own options (port, host)."""
+    dagster = str(Path(sys.executable).parent / "dagster")
+    return [dagster, "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"), *extra]
+
+
+def service_environment(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with Dagster's notices that users cannot act on filtered out."""
+    warnings = ",".join(filter(None, [env.get("PYTHONWARNINGS"), QUIET]))
+    return {**env, "PYTHONWARNINGS": warnings}
+
+
+def exec_dev(extra: list[str], home: Path) -> None:
+    """Replace this process with ``dagster dev``, run from ``home`` (see above)."""
+    os.chdir(home)
+    command = dev_command(extra)
+    os.execve(command[0], command, service_environment(dict(os.environ)))
