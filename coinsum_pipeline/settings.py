@@ -54,6 +54,17 @@ SETTINGS: dict[str, Setting] = {
     "COINSUM_MAX_MOVE_PCT": Setting(
         "10", "a 30-minute move beyond this many percent is flagged by a check", kind=float
     ),
+    "COINSUM_ALERT_WEBHOOK": Setting("", "where alerts are POSTed; empty: alerts are off"),
+    "COINSUM_ALERT_FORMAT": Setting("json", "the alert's body: json, slack, dingtalk or feishu"),
+    "COINSUM_ALERT_LEVELS": Setting(
+        "20,-20", "levels of the basket sum whose crossing is alerted (a comma list)"
+    ),
+    "COINSUM_ALERT_MOVE_PCT": Setting(
+        "5", "alert when the sum moves more than this many points in one slot; 0: never", float
+    ),
+    "COINSUM_ALERT_RETRY_SECONDS": Setting(
+        "30", "wait between the 4 tries of a delivery that failed", kind=int
+    ),
 }
 
 

@@ -1,8 +1,21 @@
 """The jobs: what the schedule, the sensors, the CLI and the UI's launchpad run."""
 
-from dagster import AssetSelection, define_asset_job
+import json
 
+from dagster import (
+    AssetSelection,
+    Config,
+    OpExecutionContext,
+    RetryRequested,
+    define_asset_job,
+    job,
+    op,
+)
+
+from coinsum_pipeline.core.alerts import Alert
 from coinsum_pipeline.defs.assets import basket_slots, day_exports
+from coinsum_pipeline.defs.resources import AlertWebhook
+from coinsum_pipeline.webhook import WebhookError
 
 slots_job = define_asset_job(
     "collect_slots",
@@ -15,3 +28,33 @@ exports_job = define_asset_job(
     selection=AssetSelection.assets(day_exports),
     description="Write the CSVs and charts of one Beijing day or a range of days.",
 )
+
+
+class AlertConfig(Config):
+    """One alert, as the ``alerts`` sensor found it (``facts``: a JSON object)."""
+
+    key: str
+    kind: str
+    slot: str
+    text: str
+    facts: str = "{}"
+
+
+DELIVERY_TRIES = 4
+
+
+@op(description="POST one alert to COINSUM_ALERT_WEBHOOK; a failed delivery is tried again.")
+def send_alert(context: OpExecutionContext, config: AlertConfig, alerts: AlertWebhook) -> None:
+    alert = Alert(config.key, config.kind, config.slot, config.text, json.loads(config.facts))
+    try:
+        alerts.send(alert)
+    except WebhookError as exc:  # shown on the run's page, with each retry
+        raise RetryRequested(
+            max_retries=DELIVERY_TRIES - 1, seconds_to_wait=alerts.retry_seconds
+        ) from exc
+    context.log.info(f"sent: {alert.text}")
+
+
+@job(description="Deliver one alert: the alerts sensor starts one run per alert.")
+def deliver_alert() -> None:
+    send_alert()

@@ -16,11 +16,13 @@ from pathlib import Path
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
+from coinsum_pipeline.core.alerts import Alert
 from coinsum_pipeline.core.basket import parse_basket
 from coinsum_pipeline.okx.client import OKXClient
 from coinsum_pipeline.settings import configured
 from coinsum_pipeline.warehouse.charts import PALETTES, Palette, PaletteError
 from coinsum_pipeline.warehouse.database import CONNECTION_CONFIG, CoinsumDatabase
+from coinsum_pipeline.webhook import deliver
 
 
 class OKXResource(ConfigurableResource):
@@ -100,6 +102,34 @@ class CheckLimits(ConfigurableResource):
     max_move_pct: float  # COINSUM_MAX_MOVE_PCT: a bigger 30-minute move is flagged
 
 
+class AlertWebhook(ConfigurableResource):
+    """Where alerts go and what is alerted (``COINSUM_ALERT_*``); no webhook, no alerts."""
+
+    url: str
+    format: str
+    levels: str
+    move_pct: float
+    retry_seconds: int
+    timeout_seconds: int = 10
+
+    def sum_levels(self) -> list[float]:
+        """The levels whose crossing is alerted."""
+        try:
+            return [float(level) for level in self.levels.split(",") if level.strip()]
+        except ValueError:
+            raise AlertSettingError(
+                f"COINSUM_ALERT_LEVELS is {self.levels!r}: give numbers separated by commas, "
+                "for example 20,-20."
+            ) from None
+
+    def send(self, alert: Alert) -> None:
+        deliver(alert, self.url, self.format.strip().lower(), self.timeout_seconds)
+
+
+class AlertSettingError(ValueError):
+    """An alert setting that cannot be read; the message says how to write it."""
+
+
 def build_resources() -> dict[str, ConfigurableResource]:
     """Every resource, configured from the environment as it is now (defaults where unset)."""
     return {
@@ -117,6 +147,13 @@ def build_resources() -> dict[str, ConfigurableResource]:
             path=configured("COINSUM_EXPORTS"), colors=configured("COINSUM_COLORS")
         ),
         "limits": CheckLimits(max_move_pct=configured("COINSUM_MAX_MOVE_PCT")),
+        "alerts": AlertWebhook(
+            url=configured("COINSUM_ALERT_WEBHOOK"),
+            format=configured("COINSUM_ALERT_FORMAT"),
+            levels=configured("COINSUM_ALERT_LEVELS"),
+            move_pct=configured("COINSUM_ALERT_MOVE_PCT"),
+            retry_seconds=configured("COINSUM_ALERT_RETRY_SECONDS"),
+        ),
     }
 
 

@@ -1,4 +1,4 @@
-"""The sensors: gap repair, the exports that follow the slots, and the freshness check's.
+"""The sensors: gap repair, the exports that follow the slots, the freshness check's, alerts.
 
 Gap repair collects again the recent slots that a later fetch can fill.
 
@@ -12,7 +12,8 @@ and how many times one slot is tried. A slot still empty after its tries stays i
 
 ``export_on_new_slots`` is Dagster's automation sensor: it re-exports each day whose slots were
 written since its last export. ``freshness`` runs ``freshness_check`` whenever the newest slot
-could have become overdue.
+could have become overdue. ``alerts`` starts a ``deliver_alert`` run for each new alert (rules in
+``core/alerts.py``), keyed by the alert, so Dagster launches each at most once.
 """
 
 import json
@@ -35,13 +36,20 @@ from dagster import (
 )
 
 from coinsum_pipeline import clock
+from coinsum_pipeline.core.alerts import Alert, late_alert, sum_alerts
 from coinsum_pipeline.core.slots import SLOT, current_slot, day_start, slot_key, slots_in
 from coinsum_pipeline.defs.assets import SLOTS_PER_RUN, day_exports
 from coinsum_pipeline.defs.checks import freshness_check
 from coinsum_pipeline.defs.dagster_compat import partition_tags, without_notices
-from coinsum_pipeline.defs.jobs import slots_job
+from coinsum_pipeline.defs.jobs import deliver_alert, slots_job
 from coinsum_pipeline.defs.partitions import FIRST_DAY
-from coinsum_pipeline.warehouse.database import CoinsumDatabase, StorageError, stored_since
+from coinsum_pipeline.defs.resources import AlertWebhook
+from coinsum_pipeline.warehouse.database import (
+    CoinsumDatabase,
+    StorageError,
+    slot_sums_since,
+    stored_since,
+)
 
 LOOKBACK = timedelta(hours=48)
 # A slot is due once it is this old: the live schedule collects it one minute in.
@@ -50,6 +58,7 @@ RUNS_PER_TICK = 4
 TRIES_PER_SLOT = 3
 TICK_SECONDS = 600  # so a slot is retried at most every 10 minutes
 REPAIR_TAG = "coinsum/gap_repair"
+ALERT_TAG = "coinsum/alert"
 TRY_TAG = "coinsum/gap_repair_try"
 NEVER_WRITTEN = "never written"
 BUSY = [
@@ -170,6 +179,72 @@ export_on_new_slots = AutomationConditionSensorDefinition(
     minimum_interval_seconds=60,
     description="Re-exports each day whose slots were written since its last export.",
 )
+
+# A slot not stored this long after it starts is late: the freshness check's deadline (:20/:50).
+LATE_AFTER = timedelta(minutes=20)
+# Only slots this recent are alerted: a backfill of older days is history, not news.
+ALERT_WINDOW = timedelta(hours=2)
+
+
+@sensor(
+    job=deliver_alert,
+    minimum_interval_seconds=60,
+    default_status=DefaultSensorStatus.RUNNING,
+    description=(
+        "Alerts to COINSUM_ALERT_WEBHOOK (off while it is empty): the basket sum crossing a level "
+        "of COINSUM_ALERT_LEVELS, moving more than COINSUM_ALERT_MOVE_PCT points in one slot, a "
+        f"new slot incomplete, or the newest slot not stored {LATE_AFTER.seconds // 60} minutes "
+        "after it starts. One deliver_alert run per alert, each alert once; a failed delivery "
+        "is retried and shows as a failed run."
+    ),
+)
+def alerts(
+    context: SensorEvaluationContext, duckdb: CoinsumDatabase, alerts: AlertWebhook
+) -> SensorResult | SkipReason:
+    if not alerts.url.strip():
+        return SkipReason("alerts are off: set COINSUM_ALERT_WEBHOOK to a webhook URL")
+    now = clock.now()
+    cursor = json.loads(context.cursor or "{}")
+    window = current_slot(now - ALERT_WINDOW)
+    try:
+        with duckdb.read() as conn:
+            recent = slot_sums_since(conn, window)
+    except StorageError:
+        recent = []
+    seen = cursor.get("newest")  # None at the first look: what is stored is not news
+    new = [] if seen is None else [s for s in recent if slot_key(s.slot_start) > seen]
+    older = [s for s in recent if s not in new]
+    found = sum_alerts(new, older[-1] if older else None, alerts.sum_levels(), alerts.move_pct)
+    due = current_slot(now - LATE_AFTER).replace(tzinfo=None)
+    late_key = slot_key(due)
+    if due >= window.replace(tzinfo=None) and due not in {s.slot_start for s in recent}:
+        if cursor.get("late") != late_key:
+            found.append(late_alert(due, now))
+        cursor["late"] = late_key
+    if recent:
+        cursor["newest"] = slot_key(recent[-1].slot_start)
+    else:
+        cursor.setdefault("newest", "")
+    requests = [
+        RunRequest(
+            run_key=alert.key,
+            run_config={"ops": {"send_alert": {"config": alert_config(alert)}}},
+            tags={ALERT_TAG: alert.kind, "coinsum/slot": alert.slot},
+        )
+        for alert in found
+    ]
+    return SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
+
+
+def alert_config(alert: Alert) -> dict[str, str]:
+    return {
+        "key": alert.key,
+        "kind": alert.kind,
+        "slot": alert.slot,
+        "text": alert.text,
+        "facts": json.dumps(alert.facts, ensure_ascii=False),
+    }
+
 
 freshness_sensor = without_notices(
     build_sensor_for_freshness_checks,

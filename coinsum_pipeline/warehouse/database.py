@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from coinsum_pipeline.core.alerts import SlotSum
 from coinsum_pipeline.core.basket import (
     DEFAULT_COINS,
     BasketError,
@@ -354,3 +355,14 @@ def stored_since(
         [*bounds, [str(r) for r in FILLABLE], str(MissingReason.NO_BASE), repairable_details()],
     ).fetchall()
     return stored, dict(gaps)
+
+
+def slot_sums_since(conn: duckdb.DuckDBPyConnection, since: datetime) -> list[SlotSum]:
+    """The stored slots from ``since`` (naive or aware Beijing) on, oldest first, as the alerts
+    see them."""
+    rows = conn.execute(
+        "SELECT slot_start, sum_pct, coins_reported, coins_expected FROM coin_sum "
+        "WHERE slot_start >= ? ORDER BY slot_start",
+        [since.replace(tzinfo=None)],
+    ).fetchall()
+    return [SlotSum(*row) for row in rows]

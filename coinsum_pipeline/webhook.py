@@ -1,0 +1,55 @@
+"""Alerts out to a chat or any HTTP endpoint: one JSON POST per alert.
+
+``COINSUM_ALERT_FORMAT`` picks the body: ``json`` (the text and the alert's facts, for your own
+endpoint), or what the incoming webhooks of ``slack``, ``dingtalk`` (钉钉) and ``feishu`` (飞书)
+accept as a text message.
+"""
+
+from __future__ import annotations
+
+import requests
+
+from coinsum_pipeline.core.alerts import Alert
+
+FORMATS = ("json", "slack", "dingtalk", "feishu")
+
+
+class WebhookError(RuntimeError):
+    """A delivery that failed; the message says what the endpoint answered."""
+
+
+def payload(alert: Alert, fmt: str) -> dict:
+    """The body of ``alert`` in format ``fmt`` (one of ``FORMATS``)."""
+    if fmt == "slack":
+        return {"text": alert.text}
+    if fmt == "dingtalk":
+        return {"msgtype": "text", "text": {"content": alert.text}}
+    if fmt == "feishu":
+        return {"msg_type": "text", "content": {"text": alert.text}}
+    if fmt == "json":
+        return {
+            "text": alert.text,
+            "kind": alert.kind,
+            "slot": alert.slot,
+            "key": alert.key,
+            **alert.facts,
+        }
+    raise WebhookError(f"COINSUM_ALERT_FORMAT is {fmt!r}: use one of {', '.join(FORMATS)}.")
+
+
+def deliver(alert: Alert, url: str, fmt: str, timeout: float) -> None:
+    """POST the alert; raises ``WebhookError`` unless the endpoint accepted it (2xx and, for
+    DingTalk and Feishu, which answer 200 with an error code, a zero code)."""
+    try:
+        answer = requests.post(url, json=payload(alert, fmt), timeout=timeout)
+    except requests.RequestException as exc:
+        raise WebhookError(f"cannot reach the alert webhook {url}: {exc}") from exc
+    if not answer.ok:
+        raise WebhookError(
+            f"the alert webhook {url} answered HTTP {answer.status_code}: {answer.text[:200]}"
+        )
+    if fmt in ("dingtalk", "feishu"):
+        body = answer.json() if answer.content else {}
+        code = body.get("errcode", body.get("code", 0))
+        if code:
+            raise WebhookError(f"the {fmt} webhook refused the message: {answer.text[:200]}")
