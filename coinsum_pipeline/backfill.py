@@ -7,13 +7,11 @@ gives UI backfills, so each run costs one candle page per coin.
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterInstance
 
 from coinsum_pipeline.core.slots import (
     SLOT,
@@ -28,17 +26,14 @@ from coinsum_pipeline.definitions import build_defs
 from coinsum_pipeline.defs.assets import FAIL_FAST_TAG, SLOTS_PER_RUN
 from coinsum_pipeline.defs.dagster_compat import (
     emit_planned_events_per_run,
-    free_pool_slots,
     partition_tags,
 )
 from coinsum_pipeline.defs.jobs import exports_job, slots_job
 from coinsum_pipeline.defs.partitions import FIRST_DAY
 from coinsum_pipeline.defs.resources import resolved
+from coinsum_pipeline.runs import backfill_tags, close_dead_backfill_runs
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-LAUNCHED_BY_TAG = "coinsum/launched_by"
-PID_TAG = "coinsum/pid"
-UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
 
 @dataclass(frozen=True)
@@ -97,8 +92,7 @@ def _execute(
             raise_on_error=False,
             tags={
                 **partition_tags(first, last),
-                LAUNCHED_BY_TAG: "coinsum backfill",
-                PID_TAG: f"{socket.gethostname()}:{os.getpid()}",
+                **backfill_tags(),
                 **tags,
             },
         )
@@ -110,40 +104,6 @@ def _execute(
         for event in result.get_step_failure_events()
     ]
     return RunOutcome(first, last, size, result.run_id, result.success, "; ".join(errors))
-
-
-def close_dead_runs(instance: DagsterInstance) -> list[str]:
-    """Mark failed the runs a killed ``coinsum backfill`` left as started, and free their slot
-    in the ``okx`` pool.
-
-    An in-process run has no daemon watching it: if its process is killed, the UI would show it
-    running forever, and the pool slot it held would stay claimed, so every later run (the live
-    schedule's too) would queue behind it for good. Its data is safe either way: each write is
-    one transaction.
-    """
-    closed = []
-    for record in instance.get_run_records(
-        RunsFilter(statuses=UNFINISHED, tags={LAUNCHED_BY_TAG: "coinsum backfill"})
-    ):
-        host, _, pid = record.dagster_run.tags.get(PID_TAG, "").partition(":")
-        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
-            instance.report_run_failed(
-                record.dagster_run,
-                message=f"the coinsum backfill process {pid} ended without finishing this run",
-            )
-            free_pool_slots(instance, record.dagster_run.run_id)
-            closed.append(record.dagster_run.run_id)
-    return closed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def backfill(
@@ -158,7 +118,7 @@ def backfill(
     Before each run, checks that the DuckDB file can be written (``DatabaseHeld`` if a user's
     session holds it), so a held file stops the backfill at once instead of failing every run.
     """
-    close_dead_runs(instance)
+    close_dead_backfill_runs(instance)
     with resolved("duckdb") as database:
         for slots in plan(first, last, now):
             database.probe()

@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
+from typing import NoReturn
 
 import duckdb
 
@@ -26,7 +27,7 @@ from coinsum_pipeline.core.slots import (
 from coinsum_pipeline.defs.resources import resolved
 from coinsum_pipeline.demo import DEMO_DAYS, DEMO_FOLDER, run_demo
 from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnavailable
-from coinsum_pipeline.services import exec_dev
+from coinsum_pipeline.services import dev_command, exec_in_home, serve_command
 from coinsum_pipeline.settings import dagster_home, value
 from coinsum_pipeline.warehouse.charts import PaletteError
 from coinsum_pipeline.warehouse.database import CoinsumDatabase, StorageError, range_summary
@@ -102,6 +103,22 @@ def _parser() -> argparse.ArgumentParser:
         help="start the Dagster UI and daemon (schedules, backfills) on this project's instance",
         add_help=False,
     )
+    serve = commands.add_parser(
+        "serve",
+        help="run one production service: the Dagster webserver (UI) or the daemon",
+        description="Run the Dagster webserver or the daemon on this project's instance "
+        "(DAGSTER_HOME) as a long-running service, as the systemd units in deploy/ do; SIGTERM "
+        "stops it. Before the daemon starts, runs that a stopped or killed daemon left "
+        "'started' are marked failed and their okx pool slots freed.",
+    )
+    serve.add_argument("service", choices=["webserver", "daemon"])
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the webserver's address (default 127.0.0.1: OSS Dagster has no login; put a "
+        "reverse proxy with authentication in front to reach it from elsewhere)",
+    )
+    serve.add_argument("--port", type=int, default=3000, help="the webserver's port")
     demo = commands.add_parser(
         "demo",
         help="offline and live: a stand-in OKX, the last days backfilled, then the UI",
@@ -281,6 +298,21 @@ def _basket(coins: str | None, first: date | None) -> int:
     return 0
 
 
+def _serve(service: str, host: str, port: int) -> NoReturn:
+    """Replace this process with the service; the daemon first closes its predecessor's dead
+    runs (see ``runs.py``)."""
+    home = dagster_home()
+    if service == "daemon":
+        from dagster import DagsterInstance
+
+        from coinsum_pipeline.runs import close_orphaned_daemon_runs
+
+        with DagsterInstance.get() as instance:
+            for run_id in close_orphaned_daemon_runs(instance):
+                print(f"coinsum serve daemon: run {run_id} was left started; marked failed")
+    exec_in_home(serve_command(service, host, port), home)
+
+
 def _okx_swaps() -> set[str]:
     """One request before any run, so a wrong host is one clear error, not a failed run per
     range after minutes of retries; returns the swaps OKX lists."""
@@ -320,7 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = _parser().parse_known_args(argv)
     try:
         if args.command == "dev":
-            exec_dev(extra, dagster_home())
+            exec_in_home(dev_command(extra), dagster_home())
+        if args.command == "serve":
+            _serve(args.service, args.host, args.port)
         if args.command == "demo":
             return run_demo(args.days, args.folder.resolve(), args.okx_port, extra)
         if extra:

@@ -1,5 +1,10 @@
 """How coinsum starts Dagster's long-running processes: the command line and environment.
 
+``coinsum dev`` is ``dagster dev``: the UI and the daemon in one process tree, for a desk.
+``coinsum serve webserver`` and ``coinsum serve daemon`` are the two production services (each
+its own process, restarted on its own, stopped by SIGTERM within a second or two): what the
+systemd units in ``deploy/`` run.
+
 ``dagster dev`` runs from ``DAGSTER_HOME``: run from the project folder, which holds the
 ``dagster.yaml`` that the home links to, Dagster would warn that this file "will not be used"
 (it is used, through the link). Its notice that ``dagster dev`` is superseded by ``dg dev`` (a
@@ -12,6 +17,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from coinsum_pipeline.settings import PROJECT_ROOT
 
@@ -32,8 +38,17 @@ def service_environment(env: dict[str, str]) -> dict[str, str]:
     return {**env, "PYTHONWARNINGS": warnings}
 
 
-def exec_dev(extra: list[str], home: Path) -> None:
-    """Replace this process with ``dagster dev``, run from ``home`` (see above)."""
+def serve_command(service: str, host: str, port: int) -> list[str]:
+    """The production service ``service`` (``webserver`` or ``daemon``) on the project's
+    workspace; the webserver listens on ``host``:``port``."""
+    bin_dir = Path(sys.executable).parent
+    workspace = str(PROJECT_ROOT / "workspace.yaml")
+    if service == "webserver":
+        return [str(bin_dir / "dagster-webserver"), "-w", workspace, "-h", host, "-p", str(port)]
+    return [str(bin_dir / "dagster-daemon"), "run", "-w", workspace]
+
+
+def exec_in_home(command: list[str], home: Path) -> NoReturn:
+    """Replace this process with ``command``, run from ``home`` (see above)."""
     os.chdir(home)
-    command = dev_command(extra)
     os.execve(command[0], command, service_environment(dict(os.environ)))

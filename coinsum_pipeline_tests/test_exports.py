@@ -12,7 +12,6 @@ from datetime import date
 from pathlib import Path
 
 import matplotlib.image as plt_image
-import numpy as np
 import pandas as pd
 import pytest
 from dagster import (
@@ -21,8 +20,7 @@ from dagster import (
     DagsterInstance,
     evaluate_automation_conditions,
 )
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.text import Text
+from PIL import ImageDraw, ImageFont
 
 from coinsum_pipeline.backfill import export_range, run_slots
 from coinsum_pipeline.cli import main
@@ -30,7 +28,8 @@ from coinsum_pipeline.core.slots import epoch_ms
 from coinsum_pipeline.definitions import defs
 from coinsum_pipeline.okx.fake import FakeOKX
 from coinsum_pipeline.settings import dagster_home
-from coinsum_pipeline.warehouse.charts import PALETTES, day_table_figure
+from coinsum_pipeline.warehouse.charts import PALETTES
+from coinsum_pipeline.warehouse.heatmap import FONT, FULL_TABLE, draw_day_table
 from coinsum_pipeline_tests.helpers import PNG, Pipeline, beijing, header, read_csv
 
 HEADERS = {
@@ -157,33 +156,29 @@ def test_a_range_run_gives_each_day_its_own_pictures(pipeline: Pipeline) -> None
 
 
 def test_day_table_reads_at_native_size_at_any_number_of_slots() -> None:
-    """Digits at least 9 px tall, coin names above and below, and nothing cut off, for one slot
-    as for 48 (the title, every label, the legend inside the image)."""
+    """Digits at least 9 px tall, coin names above and below, a colour scale and a caption,
+    and nothing cut off, for one slot as for 48, with short and long coin names."""
     coins = ["BTC", "ETH", "1000PEPE"]
     for slots in (1, 48):
         times = [f"{h:02d}:{m:02d}" for h in range(24) for m in (0, 30)][:slots]
         changes = pd.DataFrame(
             [[0.5 * i + 0.3, -1.25, float("nan")] for i in range(slots)], index=times, columns=coins
         )
-        sums = changes.sum(axis=1)
-        fig = day_table_figure(changes, sums, DAY, PALETTES["cn"])
-        canvas = FigureCanvasAgg(fig)
-        canvas.draw()
-        renderer = canvas.get_renderer()
-        frame = fig.bbox
-        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
-        for text in texts:
-            box = text.get_window_extent(renderer)
-            if not np.isfinite(box.x0):  # a tick label outside its axis: not drawn
-                continue
-            assert frame.x0 <= box.x0 and box.x1 <= frame.x1 + 1, f"{slots}: {text} cut off"
-            assert frame.y0 <= box.y0 and box.y1 <= frame.y1 + 1, f"{slots}: {text} cut off"
-        cells = [t for t in texts if t.get_text() == "-1.25"]
+        drawing = draw_day_table(changes, changes.sum(axis=1), DAY, PALETTES["cn"])
+        width, height = drawing.image.size
+        for text, (left, top, right, bottom) in drawing.texts:
+            assert left >= 0 and right <= width and top >= 0 and bottom <= height, (slots, text)
+        labels = [text for text, _ in drawing.texts]
+        cells = [box for text, box in drawing.texts if text == "-1.25"]
         assert len(cells) == slots
-        assert min(c.get_window_extent(renderer).height for c in cells) >= 9 * 1.2
-        labels = [t.get_text() for t in texts]
-        assert labels.count("1000PEPE") == 2, "coin names on top and at the bottom"
-        assert any("grey = missing" in t for t in labels) and "%" in labels, "the legend"
+        probe = ImageDraw.Draw(drawing.image)
+        digit = probe.textbbox((0, 0), "0", font=ImageFont.truetype(str(FONT), FULL_TABLE.font))
+        assert digit[3] - digit[1] >= 9, "digits at least 9 px tall"
+        assert labels.count("1000PEPE") == labels.count("BTC") == 2, "names on top and bottom"
+        assert labels[0].startswith("% change since 00:00 Beijing"), "the title"
+        assert any("grey = missing" in t for t in labels), "the caption"
+        assert "+1.25%" in labels or f"+{0.5 * (slots - 1) + 0.3:.2f}%" in labels, "the scale"
+        assert all(t in labels for t in times), "every slot's time"
 
 
 def test_views_answer_the_common_questions(one_day: Pipeline) -> None:

@@ -12,13 +12,9 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
-from matplotlib.colors import Colormap, TwoSlopeNorm
 from matplotlib.figure import Figure
-from matplotlib.image import AxesImage
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
@@ -122,122 +118,32 @@ def _time_ticks(days: list[str], times: list[str], starts: list[int]) -> tuple[l
     return ticks, [days[i][5:] for i in ticks]
 
 
-@dataclass(frozen=True)
-class TableLayout:
-    """The day table's geometry in inches at ``dpi``; margins are fixed in inches, so the title
-    and labels fit at any number of rows. ``numbers``: write each cell's value in it."""
-
-    cell_w: float
-    cell_h: float
-    sum_w: float
-    font: float
-    numbers: bool
-    dpi: int = 100
-    left: float = 0.62
-    gap: float = 0.12
-    legend_w: float = 0.95
-
-
-# The file: a cell fits "+12.34" in 9 pt digits (about 9 px tall at 100 dpi).
-FULL_TABLE = TableLayout(cell_w=0.58, cell_h=0.21, sum_w=0.78, font=9, numbers=True)
-# The preview in Dagster's metadata: colours and names only, a few KB.
-PREVIEW_TABLE = TableLayout(
-    cell_w=0.17, cell_h=0.075, sum_w=0.3, font=5.5, numbers=False, left=0.4, legend_w=0.55
-)
-
-
-def day_table_figure(
-    changes: pd.DataFrame,
-    sums: pd.Series,
-    title: str,
-    palette: Palette,
-    layout: TableLayout = FULL_TABLE,
-) -> Figure:
-    """The day table as a heat map: a row per slot (``changes``' index), a column per coin (its
-    name above and below) and the sum, each cell its % change, coloured up or down by
-    ``palette`` with a colour legend; grey cells are missing."""
-    coins = list(changes.columns)
-    values = changes.to_numpy(dtype=float)
-    cmap = matplotlib.colormaps[palette.cmap].with_extremes(bad="#dddddd")
-    rotated = max((len(c) for c in coins), default=0) * layout.font / 72 * 0.6 > layout.cell_w
-    label_h = (max((len(c) for c in coins), default=0) * 0.6 if rotated else 1.2) * layout.font
-    top = 0.5 + 0.3 * layout.font / 9 + label_h / 72  # the title, then the coin names
-    up, down = ("red", "green") if palette.up == RED else ("green", "red")
-    caption = [
-        f"{up} = up, {down} = down since 00:00 Beijing (the sum column has its own scale)",
-        "grey = missing (the reason is in missing_values)",
-    ]
-    line = layout.font * 1.5 / 72
-    bottom = 0.25 + label_h / 72 + line * len(caption)
-    grid_w, grid_h = layout.cell_w * len(coins), layout.cell_h * max(len(changes), 1)
-    legend_h = max(grid_h, 1.0)  # a readable colour scale even for one slot
-    right = layout.left + grid_w + layout.gap + layout.sum_w + layout.gap + layout.legend_w + 0.2
-    caption_w = layout.left + max(map(len, caption)) * layout.font * 0.55 / 72 + 0.2
-    width, height = max(right, caption_w), top + legend_h + bottom
-    fig = Figure(figsize=(width, height), dpi=layout.dpi)
-
-    def box(left: float, w: float, h: float = grid_h) -> list[float]:  # inches -> fractions
-        return [left / width, (bottom + legend_h - h) / height, w / width, h / height]
-
-    ax = fig.add_axes(box(layout.left, grid_w))
-    image = _heat(ax, values, cmap, layout)
-    ax.set_xticks(range(len(coins)), coins, rotation=90 if rotated else 0, fontsize=layout.font)
-    ax.tick_params(axis="x", top=True, labeltop=True)
-    step = 1 if layout.numbers else 4
-    ticks = list(range(0, len(changes), step))
-    ax.set_yticks(ticks, [changes.index[i] for i in ticks], fontsize=layout.font)
-    fig.suptitle(
-        f"% change since 00:00 Beijing, {title}", fontsize=layout.font + 3, y=1 - 0.1 / height
-    )
-
-    ax_sum = fig.add_axes(box(layout.left + grid_w + layout.gap, layout.sum_w))
-    _heat(ax_sum, sums.to_numpy(dtype=float).reshape(-1, 1), cmap, layout)
-    ax_sum.set_xticks([0], ["sum"], fontsize=layout.font)
-    ax_sum.tick_params(axis="x", top=True, labeltop=True)
-    ax_sum.set_yticks([])
-
-    legend_left = layout.left + grid_w + layout.gap + layout.sum_w + layout.gap + 0.05
-    bar = fig.colorbar(image, cax=fig.add_axes(box(legend_left, 0.15, legend_h)))
-    bar.ax.tick_params(labelsize=layout.font - 1)
-    bar.ax.set_title("%", fontsize=layout.font)
-    fig.text(layout.left / width, 0.12 / height, "\n".join(caption), fontsize=layout.font)
-    return fig
-
-
-def _heat(ax: Axes, values: np.ndarray, cmap: Colormap, layout: TableLayout) -> AxesImage:
-    """Cells coloured on a scale centred on 0 and symmetric around it, the values written in."""
-    finite = np.isfinite(values).any()
-    limit = max(float(np.nanmax(np.abs(values))) if finite else 1.0, 0.01)
-    norm = TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
-    image = ax.imshow(np.ma.masked_invalid(values), aspect="auto", cmap=cmap, norm=norm)
-    if layout.numbers:
-        _annotate(ax, values, fontsize=layout.font)
-    return image
-
-
-def _annotate(ax: Axes, values: np.ndarray, fontsize: float) -> None:
-    for (row, col), value in np.ndenumerate(values):
-        if np.isfinite(value):
-            ax.text(col, row, f"{value:+.2f}", ha="center", va="center", fontsize=fontsize)
-
-
-def save_png(fig: Figure, path: Path) -> Path:
+def save_png(picture: Figure | Image.Image, path: Path) -> Path:
     """Written whole or not at all: a user with the old file open keeps a whole file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(staging)
+    if isinstance(picture, Figure):
+        picture.savefig(staging)
+    else:
+        picture.save(staging, format="PNG", compress_level=3)
     staging.replace(path)
     return path
 
 
-def preview_markdown(fig: Figure, alt: str, dpi: float, colors: int = 48) -> str:
-    """The figure as a small inline PNG in Markdown, which the Dagster UI shows as an image.
-    Metadata is kept in the event log for good and a day's exports are redone after every slot,
-    so only previews of about 10 KB go there (``dpi`` sets its size, ``colors`` its palette); the
-    full PNGs are files."""
-    rendered, buffer = io.BytesIO(), io.BytesIO()
+def figure_image(fig: Figure, dpi: float) -> Image.Image:
+    """The figure rendered at ``dpi`` (its file is drawn at 100)."""
+    rendered = io.BytesIO()
     fig.savefig(rendered, format="png", dpi=dpi)
-    with Image.open(rendered) as image:
-        image.convert("RGB").quantize(colors=colors).save(buffer, format="PNG", optimize=True)
+    rendered.seek(0)
+    return Image.open(rendered)
+
+
+def preview_markdown(image: Image.Image, alt: str, colors: int = 48) -> str:
+    """The image as a small inline PNG in Markdown, which the Dagster UI shows as an image.
+    Metadata is kept in the event log for good and a day's exports are redone after every slot,
+    so only previews of about 10 KB go there (``colors``: the palette's size); the full PNGs are
+    files."""
+    buffer = io.BytesIO()
+    image.convert("RGB").quantize(colors=colors).save(buffer, format="PNG", optimize=True)
     encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f"![{alt}](data:image/png;base64,{encoded})"

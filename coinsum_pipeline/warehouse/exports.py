@@ -22,14 +22,14 @@ import pandas as pd
 from coinsum_pipeline.core.basket import ordered_union
 from coinsum_pipeline.core.slots import days_in
 from coinsum_pipeline.warehouse.charts import (
-    PREVIEW_TABLE,
     Curve,
     Palette,
     curve_figure,
-    day_table_figure,
+    figure_image,
     preview_markdown,
     save_png,
 )
+from coinsum_pipeline.warehouse.heatmap import PREVIEW_TABLE, draw_day_table
 
 SUM_HEADER = "27币涨跌幅总和"
 QUERIES = {
@@ -173,13 +173,13 @@ def export_days(
         body = day_table.set_index("时间")
         changes, day_sums = body.drop(columns=["日期", SUM_HEADER]), body[SUM_HEADER]
         files["day_table_image"] = save_png(
-            day_table_figure(changes, day_sums, title, palette),
+            draw_day_table(changes, day_sums, title, palette).image,
             folder / f"day_table_{stem}.png",
         )
-        small_table = day_table_figure(changes, day_sums, title, palette, PREVIEW_TABLE)
+        small_table = draw_day_table(changes, day_sums, title, palette, PREVIEW_TABLE).image
         previews = {
-            "curve": preview_markdown(drawn, "27-coin sum", dpi=50),
-            "day_table": preview_markdown(small_table, "day table", dpi=100),
+            "curve": preview_markdown(figure_image(drawn, dpi=50), "27-coin sum"),
+            "day_table": preview_markdown(small_table, "day table"),
             "sums": markdown_table(preview(sums)),
         }
     return Export(folder, files, rows, frames["sum"], previews)
