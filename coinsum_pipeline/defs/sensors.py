@@ -187,7 +187,7 @@ ALERT_WINDOW = timedelta(hours=2)
 
 
 @sensor(
-    job=deliver_alert,
+    job_name=deliver_alert.name,
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
