@@ -54,6 +54,12 @@ SETTINGS: dict[str, Setting] = {
     "COINSUM_MAX_MOVE_PCT": Setting(
         "10", "a 30-minute move beyond this many percent is flagged by a check", kind=float
     ),
+    "COINSUM_PG_URL": Setting(
+        "",
+        "the Dagster instance's PostgreSQL (runs, events, schedules), e.g. "
+        "postgresql+psycopg2://coinsum@/dagster?host=/var/run/postgresql; empty: SQLite files in "
+        "DAGSTER_HOME",
+    ),
     "COINSUM_ALERT_WEBHOOK": Setting("", "where alerts are POSTed; empty: alerts are off"),
     "COINSUM_ALERT_FORMAT": Setting("json", "the alert's body: json, slack, dingtalk or feishu"),
     "COINSUM_ALERT_LEVELS": Setting(
@@ -97,12 +103,31 @@ def dagster_home() -> Path:
     return home
 
 
+GENERATED = "# Written by coinsum from dagster.yaml and deploy/postgres-storage.yaml: edit those.\n"
+
+
 def prepare_home(home: Path) -> Path:
-    """``home`` created if need be, with a link to the project's dagster.yaml (so a change to
-    that file reaches every instance); returns it absolute."""
+    """``home`` created if need be, with the project's instance settings; returns it absolute.
+
+    Its dagster.yaml is a link to the project's (so a change there reaches every instance), or,
+    while ``COINSUM_PG_URL`` is set, that file with the PostgreSQL storage added, rewritten at
+    each start. A dagster.yaml of the user's own (neither) is left alone.
+    """
     home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.is_symlink() and not config.exists():
-        config.symlink_to(PROJECT_ROOT / "dagster.yaml")
+    ours = config.is_symlink() or not config.exists() or config.read_text().startswith(GENERATED)
+    if not ours:
+        return home
+    staging = home / f".dagster.yaml.{os.getpid()}"  # then one rename: never half a file
+    staging.unlink(missing_ok=True)
+    if value("COINSUM_PG_URL"):
+        parts = [PROJECT_ROOT / "dagster.yaml", PROJECT_ROOT / "deploy" / "postgres-storage.yaml"]
+        text = GENERATED + "\n".join(part.read_text() for part in parts)
+        if config.is_symlink() or not config.exists() or config.read_text() != text:
+            staging.write_text(text)
+            staging.replace(config)
+    elif not config.is_symlink():
+        staging.symlink_to(PROJECT_ROOT / "dagster.yaml")
+        staging.replace(config)
     return home

@@ -6,6 +6,8 @@ fake server, so no test can reach the real OKX even by mistake.
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -49,7 +51,32 @@ def clock_at() -> Iterator[Callable[[str], datetime]]:
 
 
 @pytest.fixture
-def pipeline(
+def postgres_url() -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test's Dagster instance, on the local server's
+    Unix socket (``scripts/postgres`` installs and starts it; CI runs these tests, elsewhere
+    they are skipped when no server answers). Dropped after the test."""
+    import psycopg2
+
+    socket = "/var/run/postgresql"
+    try:
+        admin = psycopg2.connect(dbname="postgres", host=socket)
+    except psycopg2.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL here (scripts/postgres starts one): {exc}")
+    admin.autocommit = True
+    name = f"coinsum_test_{uuid.uuid4().hex[:12]}"
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql+psycopg2:///{name}?host={socket}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _pipeline(
     fake_okx: FakeOKX, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Pipeline]:
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
@@ -61,3 +88,20 @@ def pipeline(
     dagster_home()
     with DagsterInstance.get() as instance:
         yield Pipeline(fake_okx, instance, tmp_path / "coinsum.duckdb", tmp_path / "exports")
+
+
+@pytest.fixture
+def pipeline(
+    fake_okx: FakeOKX, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Pipeline]:
+    """The fake OKX, a DuckDB file, exports and a Dagster instance on SQLite, all in tmp_path."""
+    yield from _pipeline(fake_okx, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def pg_pipeline(
+    fake_okx: FakeOKX, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, postgres_url: str
+) -> Iterator[Pipeline]:
+    """The same, with the Dagster instance on PostgreSQL, as in production."""
+    monkeypatch.setenv("COINSUM_PG_URL", postgres_url)
+    yield from _pipeline(fake_okx, tmp_path, monkeypatch)
