@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -29,6 +30,22 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+
+LAUNCH = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status }
+  }
+}"""
 
 needs_chromium = pytest.mark.skipif(
     CHROMIUM is None and not os.environ.get("CI"),
@@ -60,27 +77,82 @@ def graphql(url: str, query: str, variables: dict) -> dict:
     return body["data"]
 
 
+def turn_off_live_collection(env: dict[str, str]) -> None:
+    """Stop the live schedule and gap repair in the instance ``env`` names, as a user would in
+    the UI: on the real clock they would collect today's slots and the last 48 hours beside
+    what a test launches and counts."""
+    dagster = Path(sys.executable).parent / "dagster"
+    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
+    for kind, name in (("schedule", "live_slots"), ("sensor", "gap_repair")):
+        # No pipes: the code server this command starts may outlive it for a while.
+        subprocess.run(
+            [dagster, kind, "stop", name, "-w", workspace],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
+        )
+
+
+def start_service(
+    command: Sequence[str | Path], env: dict[str, str], log: Path
+) -> subprocess.Popen:
+    """``command`` in a process group of its own (one kill ends it and what it started), its
+    output appended to ``log``."""
+    with log.open("a") as out:
+        return subprocess.Popen(
+            command,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+        )
+
+
 @contextmanager
 def serving(command: Sequence[str | Path], env: dict[str, str], log: Path) -> Iterator[None]:
     """Run ``command`` (which serves the UI on the port in it) until the block ends, waiting
     for its GraphQL API first; its output goes to ``log``."""
     url = f"http://127.0.0.1:{command[command.index('-p') + 1]}"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            command,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: one kill ends webserver, daemon, code
-            preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
-        )
-        try:
-            deadline = time.monotonic() + 180
-            while not graphql_up(url):
-                assert proc.poll() is None, f"{command[0]} exited; see {log}"
-                assert time.monotonic() < deadline, f"the Dagster UI did not come up; see {log}"
-                time.sleep(1)
-            yield
-        finally:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    proc = start_service(command, env, log)
+    try:
+        wait_for_ui(url, proc, log)
+        yield
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def wait_for_ui(url: str, proc: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + 180
+    while not graphql_up(url):
+        assert proc.poll() is None, f"{proc.args[0]} exited; see {log}"
+        assert time.monotonic() < deadline, f"the Dagster UI did not come up; see {log}"
+        time.sleep(1)
+
+
+def launch_backfill(url: str, asset: str, partitions: list[str]) -> str:
+    """What the UI's "Materialize…" dialog sends; returns the backfill's id."""
+    params = {"assetSelection": [{"path": [asset]}], "partitionNames": partitions}
+    launched = graphql(url, LAUNCH, {"params": params})["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    return launched["backfillId"]
+
+
+def wait_for_backfill(url: str, backfill_id: str, seconds: float = 300) -> None:
+    """Until the backfill daemon has finished the backfill, successfully."""
+    deadline = time.monotonic() + seconds
+    while True:
+        status = graphql(url, STATUS, {"id": backfill_id})
+        state = status["partitionBackfillOrError"]["status"]
+        if state in ("COMPLETED", "COMPLETED_SUCCESS"):
+            return
+        assert state in ("REQUESTED", "IN_PROGRESS"), f"backfill ended {state}"
+        assert time.monotonic() < deadline, f"backfill still {state} after {seconds} s"
+        time.sleep(2)
+
+
+def backfill_through_the_ui(url: str, asset: str, partitions: list[str]) -> None:
+    wait_for_backfill(url, launch_backfill(url, asset, partitions))

@@ -4,9 +4,7 @@ through the UI's GraphQL API, then the asset pages opened in headless Chromium."
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,32 +14,17 @@ from coinsum_pipeline_tests.browser import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
+    backfill_through_the_ui,
     free_port,
-    graphql,
     needs_chromium,
     serving,
+    turn_off_live_collection,
 )
 from coinsum_pipeline_tests.helpers import Pipeline
 
 DAYS = ("2026-01-05", "2026-01-06")
 # The natural size of the image a page shows.
 SIZE = "({width: document.images[0].naturalWidth, height: document.images[0].naturalHeight})"
-LAUNCH = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}"""
-STATUS = """
-query Status($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill { status }
-  }
-}"""
-
 pytestmark = needs_chromium
 
 
@@ -49,41 +32,14 @@ pytestmark = needs_chromium
 def dagster_ui(pipeline: Pipeline) -> Iterator[str]:
     """`coinsum dev` on a free port, on the test's instance, fake OKX and DuckDB file.
 
-    Live collection and gap repair are turned off first, as a user would in the UI: on the real
-    clock they would collect today's slots and the last 48 hours beside the backfill, and this
-    test counts what the backfill stored (those two have tests of their own).
+    Live collection and gap repair are turned off first: this test counts what the backfill
+    stored (those two have tests of their own).
     """
-    dagster = Path(sys.executable).parent / "dagster"
-    workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
-    for kind, name in (("schedule", "live_slots"), ("sensor", "gap_repair")):
-        # No pipes: the code server this command starts may outlive it for a while.
-        subprocess.run(
-            [dagster, kind, "stop", name, "-w", workspace],
-            check=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            timeout=120,
-        )
+    turn_off_live_collection(os.environ.copy())
     port = free_port()
     command = [Path(sys.executable).parent / "coinsum", "dev", "-p", str(port)]
     with serving(command, os.environ.copy(), pipeline.db.parent / "dagster-dev.log"):
         yield f"http://127.0.0.1:{port}"
-
-
-def backfill_through_the_ui(url: str, asset: str, partitions: list[str]) -> None:
-    """What the UI's "Materialize…" dialog sends, then wait for the backfill daemon to finish."""
-    params = {"assetSelection": [{"path": [asset]}], "partitionNames": partitions}
-    launched = graphql(url, LAUNCH, {"params": params})["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    deadline = time.monotonic() + 300
-    while True:
-        status = graphql(url, STATUS, {"id": launched["backfillId"]})
-        state = status["partitionBackfillOrError"]["status"]
-        if state in ("COMPLETED", "COMPLETED_SUCCESS"):
-            return
-        assert state in ("REQUESTED", "IN_PROGRESS"), f"backfill ended {state}"
-        assert time.monotonic() < deadline, f"backfill still {state} after 300 s"
-        time.sleep(2)
 
 
 def test_ui_backfill_then_the_asset_pages_show_partitions_and_charts(

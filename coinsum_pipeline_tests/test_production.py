@@ -1,0 +1,108 @@
+"""Production: the webserver and the daemon as two services (the commands the systemd units in
+``deploy/`` run) on a PostgreSQL instance. A backfill launched as the UI launches it, the daemon
+killed with SIGKILL in the middle of its run and started again: every slot ends exact, no run
+stays "started", the okx pool is free. And SIGTERM stops each service within 10 seconds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from dagster import DagsterRunStatus, RunsFilter
+
+from coinsum_pipeline_tests.browser import (
+    free_port,
+    launch_backfill,
+    start_service,
+    turn_off_live_collection,
+    wait_for_backfill,
+    wait_for_ui,
+)
+from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact
+
+DAY = "2026-01-05"
+COINSUM = Path(sys.executable).parent / "coinsum"
+STOP_SECONDS = 10
+
+
+def wait_for(what: str, seconds: float, check: object) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not after {seconds} s"
+        time.sleep(0.5)
+
+
+def stop(proc, seconds: float) -> float:
+    """SIGTERM to the service's main process, as systemd sends it; how long it took to end."""
+    started = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=seconds + 20)
+    return time.monotonic() - started
+
+
+def test_services_on_postgres_survive_a_killed_daemon_and_stop_on_sigterm(
+    pg_pipeline: Pipeline, tmp_path: Path
+) -> None:
+    instance = pg_pipeline.instance
+    env = os.environ.copy()  # the fixture's: this instance, DuckDB file, fake OKX, Postgres
+    turn_off_live_collection(env)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "services.log"
+    webserver = start_service([COINSUM, "serve", "webserver", "--port", str(port)], env, log)
+    daemon = start_service([COINSUM, "serve", "daemon"], env, log)
+    try:
+        wait_for_ui(url, webserver, log)
+        slots = [f"{DAY}-{h:02d}:{m:02d}" for h in range(24) for m in (0, 30)]
+        backfill_id = launch_backfill(url, "basket_slots", slots)
+
+        def started() -> list:  # the backfill's run, in the middle of its work
+            return instance.get_run_records(
+                RunsFilter(
+                    statuses=[DagsterRunStatus.STARTED], tags={"dagster/backfill": backfill_id}
+                )
+            )
+
+        wait_for("a started run of the backfill", 180, started)
+        (killed,) = started()
+        os.killpg(daemon.pid, signal.SIGKILL)  # the daemon, its code server, its run worker
+        daemon.wait()
+        time.sleep(2)
+        assert instance.get_run_by_id(killed.dagster_run.run_id).status == (
+            DagsterRunStatus.STARTED
+        ), "what a killed daemon leaves: a run nobody finishes"
+
+        daemon = start_service([COINSUM, "serve", "daemon"], env, log)
+        wait_for_backfill(url, backfill_id, seconds=240)
+        wait_for(
+            "every slot materialized",
+            120,
+            lambda: (
+                not instance.get_run_records(
+                    RunsFilter(statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.STARTED])
+                )
+                and pg_pipeline.query("SELECT count(*) FROM coin_sum") == [(48,)]
+            ),
+        )
+        assert instance.get_run_by_id(killed.dagster_run.run_id).status == (
+            DagsterRunStatus.FAILURE
+        )
+        assert f"run {killed.dagster_run.run_id} was left started; marked failed" in (
+            log.read_text()
+        )
+        assert assert_values_exact(pg_pipeline) == 48 * 27
+        assert not instance.event_log_storage.get_concurrency_info("okx").claimed_slots
+        unfinished = RunsFilter(statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED])
+        assert not instance.get_run_records(unfinished)
+    finally:
+        took = {
+            name: stop(proc, STOP_SECONDS)
+            for name, proc in [("webserver", webserver), ("daemon", daemon)]
+        }
+        for proc in (webserver, daemon):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    assert all(seconds <= STOP_SECONDS for seconds in took.values()), took
