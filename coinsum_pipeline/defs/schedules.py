@@ -12,7 +12,8 @@ from coinsum_pipeline.defs.jobs import slots_job
     execution_timezone="Asia/Shanghai",
     default_status=DefaultScheduleStatus.RUNNING,
     description=(
-        "Collects the slot that has just started, one minute into it. Its price is the candle's "
+        "Collects the slot that has just started, one minute into it: at :01 and :31 Beijing "
+        "time (Asia/Shanghai). Its price is the candle's "
         "open, which is fixed from the slot's first trade on; the day's 00:00 base comes in the "
         "same fetch."
     ),
