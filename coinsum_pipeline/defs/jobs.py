@@ -12,9 +12,11 @@ from dagster import (
     op,
 )
 
+from coinsum_pipeline import clock
 from coinsum_pipeline.core.alerts import Alert
 from coinsum_pipeline.defs.assets import basket_slots, day_exports
 from coinsum_pipeline.defs.resources import AlertWebhook
+from coinsum_pipeline.housekeeping import KEEP_DAYS, tidy
 from coinsum_pipeline.webhook import WebhookError
 
 slots_job = define_asset_job(
@@ -58,3 +60,16 @@ def send_alert(context: OpExecutionContext, config: AlertConfig, alerts: AlertWe
 @job(description="Deliver one alert: the alerts sensor starts one run per alert.")
 def deliver_alert() -> None:
     send_alert()
+
+
+@op(description="Delete finished runs older than 7 days whose materializations were superseded.")
+def tidy_instance(context: OpExecutionContext) -> None:
+    tidied = tidy(context.instance, clock.now())
+    context.log.info(
+        f"deleted {tidied.runs_deleted} of {tidied.runs_looked_at} runs older than {KEEP_DAYS} days"
+    )
+
+
+@job(description="Housekeeping: prune superseded runs, so the instance does not grow for ever.")
+def housekeeping() -> None:
+    tidy_instance()

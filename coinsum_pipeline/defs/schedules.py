@@ -1,9 +1,16 @@
-"""Live collection: the newest slot, a minute after it starts, every 30 minutes."""
+"""The schedules: live collection (the newest slot, a minute after it starts, every 30
+minutes) and daily housekeeping."""
 
-from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
+from dagster import (
+    DefaultScheduleStatus,
+    RunRequest,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    schedule,
+)
 
 from coinsum_pipeline.core.slots import current_slot, slot_key
-from coinsum_pipeline.defs.jobs import slots_job
+from coinsum_pipeline.defs.jobs import housekeeping, slots_job
 
 
 @schedule(
@@ -23,3 +30,14 @@ def live_slots(context: ScheduleEvaluationContext) -> RunRequest:
     (:00/:30), before OKX has the new candle, and cannot be offset for ``*/30``."""
     key = slot_key(current_slot(context.scheduled_execution_time))
     return RunRequest(run_key=key, partition_key=key)
+
+
+# Daily, at a quiet time for the live slots (four minutes after one is collected).
+tidy_daily = ScheduleDefinition(
+    name="tidy_daily",
+    job=housekeeping,
+    cron_schedule="5 4 * * *",
+    execution_timezone="Asia/Shanghai",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="Housekeeping daily at 04:05 Beijing time: see coinsum_pipeline/housekeeping.py.",
+)

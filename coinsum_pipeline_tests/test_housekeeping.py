@@ -1,0 +1,40 @@
+"""Housekeeping deletes superseded runs and never a partition's latest materialization."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from dagster import AssetKey
+
+from coinsum_pipeline.backfill import export_range, run_slots
+from coinsum_pipeline.housekeeping import tidy
+from coinsum_pipeline_tests.helpers import Pipeline, beijing
+
+DAY = date(2026, 1, 5)
+
+
+def test_superseded_runs_go_and_every_partition_stays_materialized(pipeline: Pipeline) -> None:
+    instance = pipeline.instance
+    first = run_slots([beijing("2026-01-05 00:00")], instance)
+    assert export_range(DAY, DAY, instance).success  # the day after its first slot
+    early_export = instance.get_runs(limit=1)[0].run_id
+    assert run_slots([beijing("2026-01-05 00:30")], instance).success
+    assert export_range(DAY, DAY, instance).success  # and after its second
+    again = run_slots([beijing("2026-01-05 00:00")], instance)  # gap repair, say
+    runs_before = {run.run_id for run in instance.get_runs()}
+    materialized = {
+        key: instance.get_materialized_partitions(AssetKey(key))
+        for key in ("basket_slots", "day_exports")
+    }
+
+    now = datetime.now(UTC)
+    assert tidy(instance, now).runs_deleted == 0, "nothing is deleted within 7 days"
+    tidied = tidy(instance, now + timedelta(days=8))
+
+    gone = runs_before - {run.run_id for run in instance.get_runs()}
+    assert gone == {first.run_id, early_export}, "just the superseded ones"
+    assert tidied.runs_deleted == 2 and tidied.runs_looked_at == len(runs_before)
+    assert again.run_id not in gone
+    for key, partitions in materialized.items():
+        assert instance.get_materialized_partitions(AssetKey(key)) == partitions, key
+    assert pipeline.query("SELECT count(*) FROM coin_sum") == [(2,)], "the data is untouched"
