@@ -5,11 +5,13 @@ Live operation adds runs every half hour: the slot's run, its day's export run (
 exported again after each of its slots), freshness and alert runs. Their events stay in the
 instance until deleted. Tick history is bounded by ``retention`` in ``dagster.yaml``; runs are
 not, so this deletes the finished runs older than ``KEEP_DAYS`` whose every materialization was
-superseded by a later run's: the day exports of the first 47 slots of a day once the 48th is
-exported, a slot collected again by gap repair, a freshness or alert run (which materializes
-nothing). A partition's latest materialization, and the run it is in, is never deleted, so no
-stored partition looks missing in the UI; a failed run stays too, as a record of what failed.
-Each deleted run's captured logs (stdout and stderr of its steps) go with it.
+superseded by a later run's: a day's 48 live runs once the nightly run has collected the day
+again, the day exports of a day but the last, a slot collected again by gap repair, a
+freshness, alert or housekeeping run (which materializes nothing). A partition's latest
+materialization, and the run it is in, is never deleted, so no stored partition looks missing
+in the UI; a failed run stays too, as a record of what failed. Each deleted run's captured logs
+(stdout and stderr of its steps) go with it. Two days: the live runs of yesterday and today,
+with their logs, stay to look into.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dagster import (
     RunsFilter,
 )
 
-KEEP_DAYS = 7
+KEEP_DAYS = 2
 BATCH = 200
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from dagster import AssetKey
+from dagster import AssetKey, build_schedule_context
 
 from coinsum_pipeline.backfill import export_range, run_slots
-from coinsum_pipeline.housekeeping import tidy
+from coinsum_pipeline.defs.schedules import recollect_yesterday
+from coinsum_pipeline.housekeeping import KEEP_DAYS, tidy
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 DAY = date(2026, 1, 5)
@@ -28,8 +29,8 @@ def test_superseded_runs_go_and_every_partition_stays_materialized(pipeline: Pip
     }
 
     now = datetime.now(UTC)
-    assert tidy(instance, now).runs_deleted == 0, "nothing is deleted within 7 days"
-    tidied = tidy(instance, now + timedelta(days=8))
+    assert tidy(instance, now).runs_deleted == 0, f"nothing is deleted within {KEEP_DAYS} days"
+    tidied = tidy(instance, now + timedelta(days=KEEP_DAYS + 1))
 
     gone = runs_before - {run.run_id for run in instance.get_runs()}
     assert gone == {first.run_id, early_export}, "just the superseded ones"
@@ -38,3 +39,11 @@ def test_superseded_runs_go_and_every_partition_stays_materialized(pipeline: Pip
     for key, partitions in materialized.items():
         assert instance.get_materialized_partitions(AssetKey(key)) == partitions, key
     assert pipeline.query("SELECT count(*) FROM coin_sum") == [(2,)], "the data is untouched"
+
+
+def test_the_nightly_run_collects_yesterday_again_in_one_run() -> None:
+    fired = beijing("2026-01-11 04:03")
+    request = recollect_yesterday(build_schedule_context(scheduled_execution_time=fired))
+    assert request.run_key == "recollect:2026-01-10"
+    assert request.tags["dagster/asset_partition_range_start"] == "2026-01-10-00:00"
+    assert request.tags["dagster/asset_partition_range_end"] == "2026-01-10-23:30"

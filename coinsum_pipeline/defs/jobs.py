@@ -62,7 +62,7 @@ def deliver_alert() -> None:
     send_alert()
 
 
-@op(description="Delete finished runs older than 7 days whose materializations were superseded.")
+@op(description=f"Delete finished runs older than {KEEP_DAYS} days that were superseded.")
 def tidy_instance(context: OpExecutionContext) -> None:
     tidied = tidy(context.instance, clock.now())
     context.log.info(

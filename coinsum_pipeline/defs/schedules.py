@@ -1,5 +1,14 @@
 """The schedules: live collection (the newest slot, a minute after it starts, every 30
-minutes) and daily housekeeping."""
+minutes), and each night yesterday collected again in one run, then housekeeping.
+
+Why collect a day twice: the live schedule stores a day in 48 runs, one per slot. Collected
+again in one run (the same values: an open price never changes; a late candle gets filled), the
+day's partitions are materialized by that one run, the 48 live runs are superseded, and
+housekeeping can delete them. Each stored day then keeps one run of slots and one of exports in
+the instance, not a hundred (see housekeeping.py).
+"""
+
+from datetime import timedelta
 
 from dagster import (
     DefaultScheduleStatus,
@@ -9,8 +18,18 @@ from dagster import (
     schedule,
 )
 
-from coinsum_pipeline.core.slots import current_slot, slot_key
+from coinsum_pipeline.core.slots import (
+    BEIJING,
+    SLOT,
+    SLOTS_PER_DAY,
+    current_slot,
+    day_start,
+    slot_key,
+)
+from coinsum_pipeline.defs.dagster_compat import partition_tags
 from coinsum_pipeline.defs.jobs import housekeeping, slots_job
+
+RECOLLECT_TAG = "coinsum/recollect"
 
 
 @schedule(
@@ -32,7 +51,26 @@ def live_slots(context: ScheduleEvaluationContext) -> RunRequest:
     return RunRequest(run_key=key, partition_key=key)
 
 
-# Daily, at a quiet time for the live slots (four minutes after one is collected).
+@schedule(
+    job=slots_job,
+    cron_schedule="3 4 * * *",
+    execution_timezone="Asia/Shanghai",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description=(
+        "At 04:03 Beijing time, collects yesterday's 48 slots again in one run: the same values "
+        "(a late candle filled), and the day's 48 live runs left for housekeeping to delete."
+    ),
+)
+def recollect_yesterday(context: ScheduleEvaluationContext) -> RunRequest:
+    yesterday = context.scheduled_execution_time.astimezone(BEIJING).date() - timedelta(days=1)
+    first = day_start(yesterday)
+    keys = slot_key(first), slot_key(first + SLOT * (SLOTS_PER_DAY - 1))
+    return RunRequest(
+        run_key=f"recollect:{yesterday}", tags={**partition_tags(*keys), RECOLLECT_TAG: "yesterday"}
+    )
+
+
+# Daily, after the re-collection, at a quiet time for the live slots.
 tidy_daily = ScheduleDefinition(
     name="tidy_daily",
     job=housekeeping,

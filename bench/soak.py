@@ -1,0 +1,187 @@
+"""Soak: N days of live operation in fast time, through the same instance storage and code paths
+as the services, printing per simulated day what it leaves on disk and the peak memory.
+
+Each simulated slot does what the daemon does in real time: the live schedule's run for the
+slot (its tick evaluated at :01 or :31), the day's export run the export sensor would request
+after it, the freshness check's run at its deadline (:20 or :50), a gap-repair tick, an alerts
+tick; each Beijing day ends with the next night's run that collects it again (04:03), its
+export, and housekeeping (04:05). Runs execute in this process
+against the instance (SQLite files in DAGSTER_HOME, or PostgreSQL with ``--storage postgres``,
+a new database on the local server that ``scripts/postgres`` starts). The clock is moved, not
+waited for, and the stand-in OKX serves the candles of the simulated time.
+
+Not simulated: the sensors' tick records (bounded by ``retention`` in dagster.yaml: skipped
+ticks are kept a day) and the webserver.
+
+    .venv/bin/python bench/soak.py --days 7
+    .venv/bin/python bench/soak.py --days 7 --storage postgres
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import tempfile
+import time
+import uuid
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import time_machine
+
+from coinsum_pipeline.okx.fake import FakeOKX
+
+PG_SOCKET = "/var/run/postgresql"
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def postgres_database() -> tuple[str, str]:
+    import psycopg2
+
+    name = f"coinsum_soak_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(dbname="postgres", host=PG_SOCKET)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+        cursor.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    admin.close()
+    return name, f"postgresql+psycopg2:///{name}?host={PG_SOCKET}"
+
+
+def postgres_bytes(name: str) -> int:
+    import psycopg2
+
+    with psycopg2.connect(dbname=name, host=PG_SOCKET) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT pg_database_size(current_database())")
+        return cursor.fetchone()[0]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--days", type=int, default=7)
+    parser.add_argument("--storage", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--start", default="2026-02-01", help="first simulated Beijing day")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder to look into")
+    args = parser.parse_args()
+    first = date.fromisoformat(args.start)
+
+    work = Path(tempfile.mkdtemp(prefix="coinsum-soak-"))
+    okx = FakeOKX(rate_limits={})
+    os.environ.update(
+        OKX_BASE_URL=okx.start(),
+        COINSUM_DB=str(work / "coinsum.duckdb"),
+        COINSUM_EXPORTS=str(work / "exports"),
+        DAGSTER_HOME=str(work / "dagster_home"),
+        COINSUM_START=first.isoformat(),
+    )
+    os.environ.pop("COINSUM_COINS", None)
+    database = None
+    if args.storage == "postgres":
+        database, os.environ["COINSUM_PG_URL"] = postgres_database()
+
+    from dagster import DagsterInstance, build_schedule_context, build_sensor_context
+
+    from coinsum_pipeline.core.slots import SLOT, day_start, epoch_ms
+    from coinsum_pipeline.definitions import build_defs
+    from coinsum_pipeline.defs.jobs import exports_job, housekeeping, slots_job
+    from coinsum_pipeline.defs.resources import resolved
+    from coinsum_pipeline.defs.schedules import live_slots, recollect_yesterday
+    from coinsum_pipeline.defs.sensors import alerts, freshness_sensor, gap_repair
+    from coinsum_pipeline.settings import dagster_home
+
+    home = dagster_home()
+    defs = build_defs()
+    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+    jobs = {
+        job.name: defs.resolve_job_def(job.name) for job in (slots_job, exports_job, housekeeping)
+    }
+    checks_job = defs.resolve_implicit_global_asset_job_def()
+    print(f"soak: {args.days} simulated days from {first}, instance on {args.storage}, in {work}")
+    print("day         runs  instance MB  +MB/day  duckdb MB  exports MB  peak RSS MB  wall s")
+
+    with (
+        DagsterInstance.get() as instance,
+        time_machine.travel(day_start(first), tick=False) as clock,
+    ):
+
+        def at(moment: datetime) -> None:
+            clock.move_to(moment)
+            okx.now_ms = epoch_ms(moment)
+
+        def tick_sensor(sensor, cursor: str | None, **resources) -> str | None:
+            context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+            result = sensor(context)
+            for request in getattr(result, "run_requests", None) or []:
+                if request.asset_check_keys:  # the freshness check's own run
+                    checks_job.get_subset(
+                        asset_check_selection=set(request.asset_check_keys), asset_selection=set()
+                    ).execute_in_process(
+                        instance=instance, tags=request.tags, run_config=quiet, raise_on_error=False
+                    )
+            return getattr(result, "cursor", None) or cursor
+
+        previous, cursors = 0, {"gap": None, "fresh": None, "alerts": None}
+        with resolved("duckdb") as db, resolved("alerts") as webhook:
+            for n in range(args.days):
+                day = first + timedelta(days=n)
+                started = time.monotonic()
+                for index in range(48):
+                    slot = day_start(day) + SLOT * index
+                    fired = slot + timedelta(minutes=1)
+                    at(fired)
+                    request = live_slots(
+                        build_schedule_context(instance=instance, scheduled_execution_time=fired)
+                    )
+                    jobs[slots_job.name].execute_in_process(
+                        instance=instance,
+                        partition_key=request.partition_key,
+                        tags={**request.tags, "dagster/schedule_name": "live_slots"},
+                        run_config=quiet,
+                        raise_on_error=False,
+                    )
+                    at(fired + timedelta(minutes=1))  # the export sensor's next minute
+                    jobs[exports_job.name].execute_in_process(
+                        instance=instance, partition_key=day.isoformat(), run_config=quiet
+                    )
+                    cursors["gap"] = tick_sensor(gap_repair, cursors["gap"], duckdb=db)
+                    cursors["alerts"] = tick_sensor(
+                        alerts, cursors["alerts"], duckdb=db, alerts=webhook
+                    )
+                    at(slot + timedelta(minutes=20, seconds=5))  # past the freshness deadline
+                    cursors["fresh"] = tick_sensor(freshness_sensor, cursors["fresh"])
+                night = day_start(day + timedelta(days=1)) + timedelta(hours=4, minutes=3)
+                at(night)  # the day collected again in one run, its exports redone
+                again = recollect_yesterday(
+                    build_schedule_context(instance=instance, scheduled_execution_time=night)
+                )
+                jobs[slots_job.name].execute_in_process(
+                    instance=instance, tags=again.tags, run_config=quiet, raise_on_error=False
+                )
+                jobs[exports_job.name].execute_in_process(
+                    instance=instance, partition_key=day.isoformat(), run_config=quiet
+                )
+                at(night + timedelta(minutes=2))
+                jobs[housekeeping.name].execute_in_process(instance=instance, run_config=quiet)
+                size = postgres_bytes(database) if database else folder_bytes(home)
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                duck = sum(p.stat().st_size for p in work.glob("coinsum*.duckdb"))
+                print(
+                    f"{day}  {instance.get_runs_count():5d}  {size / 1e6:11.2f}  "
+                    f"{(size - previous) / 1e6:7.2f}  {duck / 1e6:9.2f}  "
+                    f"{folder_bytes(work / 'exports') / 1e6:10.2f}  {peak:11.0f}  "
+                    f"{time.monotonic() - started:6.0f}",
+                    flush=True,
+                )
+                previous = size
+    okx.stop()
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
