@@ -9,6 +9,7 @@ memory.
     .venv/bin/python bench/backfill.py                       # 2026-01-03 .. 2026-01-16, 27 coins
     .venv/bin/python bench/backfill.py --history-page-cap 100
     .venv/bin/python bench/backfill.py --from 2026-01-03 --to 2026-12-31   # about a year
+    .venv/bin/python bench/backfill.py --storage both   # SQLite, then PostgreSQL, and the ratio
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
+
+from postgres import new_database
 
 from coinsum_pipeline.okx.client import RATE_LIMITS
 from coinsum_pipeline.okx.fake import HISTORY_CANDLES, FakeOKX
@@ -34,12 +37,26 @@ def main() -> None:
     parser.add_argument("--from", dest="first", default="2026-01-03")
     parser.add_argument("--to", dest="last", default="2026-01-16")
     parser.add_argument("--history-page-cap", type=int, default=300, choices=(100, 300))
+    parser.add_argument(
+        "--storage",
+        choices=("sqlite", "postgres", "both"),
+        default="sqlite",
+        help="the Dagster instance's storage; both: SQLite, then PostgreSQL, and their ratio",
+    )
     args = parser.parse_args()
     first, last = date.fromisoformat(args.first), date.fromisoformat(args.last)
+    storages = ["sqlite", "postgres"] if args.storage == "both" else [args.storage]
+    walls = {storage: run(first, last, args.history_page_cap, storage) for storage in storages}
+    if len(walls) == 2:
+        print(f"postgres / sqlite wall: {walls['postgres'] / walls['sqlite']:.2f}")
 
+
+def run(first: date, last: date, page_cap: int, storage: str) -> float:
+    """One backfill of ``first``..``last`` on a new instance; prints its figures, returns its
+    wall time."""
     work = Path(tempfile.mkdtemp(prefix="coinsum-bench-"))
     okx = FakeOKX()  # OKX's published rate limits, enforced
-    okx.page_caps[HISTORY_CANDLES] = args.history_page_cap
+    okx.page_caps[HISTORY_CANDLES] = page_cap
     os.environ.update(
         OKX_BASE_URL=okx.start(),
         COINSUM_DB=str(work / "coinsum.duckdb"),
@@ -47,6 +64,9 @@ def main() -> None:
         DAGSTER_HOME=str(work / "dagster_home"),
     )
     os.environ.pop("COINSUM_COINS", None)
+    os.environ.pop("COINSUM_PG_URL", None)
+    if storage == "postgres":
+        os.environ["COINSUM_PG_URL"] = new_database("coinsum_bench")[1]
 
     from dagster import DagsterInstance
 
@@ -64,7 +84,7 @@ def main() -> None:
     now = clock.now()
     print(
         f"backfill {first} .. {last}, {len(DEFAULT_COINS)} coins, history page cap "
-        f"{args.history_page_cap}, OKX rate limits {dict(RATE_LIMITS)}"
+        f"{page_cap}, OKX rate limits {dict(RATE_LIMITS)}, instance on {storage}"
     )
 
     started = time.monotonic()
@@ -113,7 +133,8 @@ def main() -> None:
         f"(CSVs, day tables, charts; one export_days run, "
         f"{'ok' if exported.success else 'FAILED'}), after the backfill's wall time"
     )
-    print(f"peak memory:     {peak_mb:.0f} MB")
+    print(f"peak memory:     {peak_mb:.0f} MB (this process, so far)")
+    return wall
 
 
 if __name__ == "__main__":

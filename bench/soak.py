@@ -25,40 +25,17 @@ import resource
 import shutil
 import tempfile
 import time
-import uuid
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import time_machine
+from postgres import database_bytes, new_database
 
 from coinsum_pipeline.okx.fake import FakeOKX
-
-PG_SOCKET = "/var/run/postgresql"
 
 
 def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
-
-
-def postgres_database() -> tuple[str, str]:
-    import psycopg2
-
-    name = f"coinsum_soak_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(dbname="postgres", host=PG_SOCKET)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-        cursor.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
-    admin.close()
-    return name, f"postgresql+psycopg2:///{name}?host={PG_SOCKET}"
-
-
-def postgres_bytes(name: str) -> int:
-    import psycopg2
-
-    with psycopg2.connect(dbname=name, host=PG_SOCKET) as conn, conn.cursor() as cursor:
-        cursor.execute("SELECT pg_database_size(current_database())")
-        return cursor.fetchone()[0]
 
 
 def main() -> None:
@@ -82,7 +59,7 @@ def main() -> None:
     os.environ.pop("COINSUM_COINS", None)
     database = None
     if args.storage == "postgres":
-        database, os.environ["COINSUM_PG_URL"] = postgres_database()
+        database, os.environ["COINSUM_PG_URL"] = new_database("coinsum_soak")
 
     from dagster import DagsterInstance, build_schedule_context, build_sensor_context
 
@@ -167,7 +144,7 @@ def main() -> None:
                 )
                 at(night + timedelta(minutes=2))
                 jobs[housekeeping.name].execute_in_process(instance=instance, run_config=quiet)
-                size = postgres_bytes(database) if database else folder_bytes(home)
+                size = database_bytes(database) if database else folder_bytes(home)
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 duck = sum(p.stat().st_size for p in work.glob("coinsum*.duckdb"))
                 print(

@@ -1,0 +1,28 @@
+"""A throw-away PostgreSQL database for a benchmark's Dagster instance, on the local server's
+Unix socket (``scripts/postgres`` installs and starts it)."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg2
+
+SOCKET = "/var/run/postgresql"
+
+
+def new_database(prefix: str) -> tuple[str, str]:
+    """A new database, set up as ``scripts/postgres`` sets up production's; its name and URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(dbname="postgres", host=SOCKET)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'CREATE DATABASE "{name}"')
+        cursor.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+    admin.close()
+    return name, f"postgresql+psycopg2:///{name}?host={SOCKET}"
+
+
+def database_bytes(name: str) -> int:
+    with psycopg2.connect(dbname=name, host=SOCKET) as conn, conn.cursor() as cursor:
+        cursor.execute("SELECT pg_database_size(current_database())")
+        return cursor.fetchone()[0]
