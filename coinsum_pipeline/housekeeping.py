@@ -27,6 +27,8 @@ from dagster import (
     RunsFilter,
 )
 
+from coinsum_pipeline.defs.dagster_compat import delete_run_file
+
 KEEP_DAYS = 2
 BATCH = 200
 
@@ -55,6 +57,7 @@ def tidy(instance: DagsterInstance, now: datetime, keep_days: int = KEEP_DAYS) -
             run_id = record.dagster_run.run_id
             if _superseded(instance, run_id):
                 instance.delete_run(run_id)
+                delete_run_file(instance, run_id)
                 instance.compute_log_manager.delete_logs(prefix=[run_id])
                 deleted += 1
 

@@ -4,6 +4,7 @@ against the installed Dagster: after an upgrade, a failure here names what moved
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 from dagster import AssetKey, BackfillPolicy, DagsterEventType, asset
@@ -62,3 +63,13 @@ def test_beta_decorators_apply_without_notices_and_leave_filters_alone() -> None
 
     assert quiet.key == AssetKey("quiet")
     assert warnings.filters == filters
+
+
+def test_a_deleted_runs_own_sqlite_file_can_be_removed(pipeline: Pipeline) -> None:
+    outcome = run_slots([beijing("2026-01-05 00:00")], pipeline.instance)
+    path = Path(pipeline.instance.event_log_storage.path_for_shard(outcome.run_id))
+    assert path.exists()
+    pipeline.instance.delete_run(outcome.run_id)
+    assert path.exists(), "Dagster leaves the file (if it stops, this helper can go)"
+    dagster_compat.delete_run_file(pipeline.instance, outcome.run_id)
+    assert not path.exists()

@@ -34,6 +34,9 @@ def test_superseded_runs_go_and_every_partition_stays_materialized(pipeline: Pip
 
     gone = runs_before - {run.run_id for run in instance.get_runs()}
     assert gone == {first.run_id, early_export}, "just the superseded ones"
+    files = pipeline.db.parent / "dagster_home" / "history" / "runs"
+    assert not any((files / f"{run_id}.db").exists() for run_id in gone), "their files too"
+    assert (files / f"{again.run_id}.db").exists()
     assert tidied.runs_deleted == 2 and tidied.runs_looked_at == len(runs_before)
     assert again.run_id not in gone
     for key, partitions in materialized.items():

@@ -5,6 +5,8 @@
 - Dagster's switch for one "planned" event per ranged run instead of one per partition.
 - Freeing the ``okx`` pool slot of a run whose process was killed (run monitoring does this for
   the daemon's runs; ``coinsum backfill`` runs in-process, with no daemon watching).
+- Deleting a run's own SQLite file: on SQLite, Dagster keeps each run's events in a file of its
+  own (about 150 KB, most of it empty pages) and deleting the run leaves the file.
 - Beta, preview and superseded features (backfill policies, partitioned asset checks, the
   time-partition freshness check, which knows which slot should be there where the newer
   ``FreshnessPolicy`` only knows when the asset last changed) used without the notices that
@@ -20,9 +22,11 @@ import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 from dagster import BetaWarning, DagsterInstance, PreviewWarning, SupersessionWarning
+from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -49,6 +53,13 @@ def emit_planned_events_per_run() -> None:
     """For this process's in-process runs: one planned event per run instead of per partition.
     The price: a failed run's partitions show as missing rather than failed in the UI."""
     os.environ.setdefault(PLANNED_EVENTS_AS_SUBSET, "true")
+
+
+def delete_run_file(instance: DagsterInstance, run_id: str) -> None:
+    """After ``instance.delete_run``: the run's own SQLite file of events, if it has one."""
+    storage = instance.event_log_storage
+    if isinstance(storage, SqliteEventLogStorage):
+        Path(storage.path_for_shard(run_id)).unlink(missing_ok=True)
 
 
 def free_pool_slots(instance: DagsterInstance, run_id: str) -> None:
