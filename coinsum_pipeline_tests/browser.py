@@ -156,3 +156,19 @@ def wait_for_backfill(url: str, backfill_id: str, seconds: float = 300) -> None:
 
 def backfill_through_the_ui(url: str, asset: str, partitions: list[str]) -> None:
     wait_for_backfill(url, launch_backfill(url, asset, partitions))
+
+
+@contextmanager
+def browser_page() -> Iterator:
+    """A page of headless Debian chromium, 1600 x 1200, driven by Playwright (its screenshots
+    go to ``ARTIFACTS``)."""
+    from playwright.sync_api import sync_playwright
+
+    assert CHROMIUM, "chromium is not installed: `apt-get install chromium`"
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as play:
+        browser = play.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser.new_page(viewport={"width": 1600, "height": 1200})
+        finally:
+            browser.close()

@@ -12,9 +12,8 @@ import pytest
 
 from coinsum_pipeline_tests.browser import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     backfill_through_the_ui,
+    browser_page,
     free_port,
     needs_chromium,
     serving,
@@ -45,20 +44,13 @@ def dagster_ui(pipeline: Pipeline) -> Iterator[str]:
 def test_ui_backfill_then_the_asset_pages_show_partitions_and_charts(
     pipeline: Pipeline, dagster_ui: str
 ) -> None:
-    from playwright.sync_api import sync_playwright
-
-    assert CHROMIUM, "chromium is not installed: `apt-get install chromium`"
     slots = [f"{day}-{h:02d}:{m:02d}" for day in DAYS for h in range(24) for m in (0, 30)]
     backfill_through_the_ui(dagster_ui, "basket_slots", slots)
     assert pipeline.query("SELECT count(*) FROM coin_sum") == [(96,)]
     # The two days' exports, backfilled through the UI too: one ranged run.
     backfill_through_the_ui(dagster_ui, "day_exports", list(DAYS))
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as play:
-        browser = play.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1200})
-
+    with browser_page() as page:
         page.goto(f"{dagster_ui}/assets/basket_slots?view=partitions")
         page.get_by_text("Materialized (96)").first.wait_for(timeout=60_000)
         page.screenshot(path=ARTIFACTS / "basket_slots_partitions.png", full_page=True)
@@ -82,4 +74,3 @@ def test_ui_backfill_then_the_asset_pages_show_partitions_and_charts(
             page.goto(image.as_uri())
             page.set_viewport_size(page.evaluate(SIZE))
             page.screenshot(path=ARTIFACTS / f"day_table_{day}_native.png")
-        browser.close()

@@ -17,8 +17,7 @@ import duckdb
 
 from coinsum_pipeline_tests.browser import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
+    browser_page,
     free_port,
     graphql,
     needs_chromium,
@@ -69,8 +68,6 @@ def newest_slot(db: Path) -> tuple[str, int] | None:
 
 
 def test_demo_is_green_and_its_first_live_tick_adds_a_slot(tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
-
     shift, tick = shift_to_before_a_tick(LEAD_SECONDS)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COINSUM_", "DAGSTER_"))}
     env.update(
@@ -107,16 +104,12 @@ def test_demo_is_green_and_its_first_live_tick_adds_a_slot(tmp_path: Path) -> No
         assert executions["slot_completeness"], "the checks ran with the slots"
         assert not any(failed.values()), failed
 
-        ARTIFACTS.mkdir(exist_ok=True)
-        with sync_playwright() as play:
-            browser = play.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1600, "height": 1200})
+        with browser_page() as page:
             page.goto(f"{url}/assets/basket_slots?view=checks")
             page.get_by_text("slot_completeness").first.wait_for(timeout=60_000)
             page.get_by_text("Passed").first.wait_for(timeout=60_000)
             page.screenshot(path=ARTIFACTS / "demo_checks.png", full_page=True)
             assert page.get_by_text("Failed", exact=True).count() == 0
-            browser.close()
     # No start-up notice a user cannot act on (services.py says why each would appear).
     output = log.read_text()
     assert "will not be used" not in output and "superseded" not in output
