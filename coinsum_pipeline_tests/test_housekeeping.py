@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from dagster import AssetKey, build_schedule_context
+from dagster import AssetKey, SkipReason, build_schedule_context
 
 from coinsum_pipeline.backfill import export_range, run_slots
+from coinsum_pipeline.defs.partitions import FIRST_DAY
 from coinsum_pipeline.defs.schedules import recollect_yesterday
 from coinsum_pipeline.housekeeping import KEEP_DAYS, tidy
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
@@ -50,3 +51,6 @@ def test_the_nightly_run_collects_yesterday_again_in_one_run() -> None:
     assert request.run_key == "recollect:2026-01-10"
     assert request.tags["dagster/asset_partition_range_start"] == "2026-01-10-00:00"
     assert request.tags["dagster/asset_partition_range_end"] == "2026-01-10-23:30"
+    first_day = beijing(f"{FIRST_DAY} 04:03")
+    skipped = recollect_yesterday(build_schedule_context(scheduled_execution_time=first_day))
+    assert isinstance(skipped, SkipReason), "no day before the first partition day"

@@ -15,6 +15,7 @@ from dagster import (
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
+    SkipReason,
     schedule,
 )
 
@@ -28,6 +29,7 @@ from coinsum_pipeline.core.slots import (
 )
 from coinsum_pipeline.defs.dagster_compat import partition_tags
 from coinsum_pipeline.defs.jobs import housekeeping, slots_job
+from coinsum_pipeline.defs.partitions import FIRST_DAY
 
 RECOLLECT_TAG = "coinsum/recollect"
 
@@ -61,8 +63,10 @@ def live_slots(context: ScheduleEvaluationContext) -> RunRequest:
         "(a late candle filled), and the day's 48 live runs left for housekeeping to delete."
     ),
 )
-def recollect_yesterday(context: ScheduleEvaluationContext) -> RunRequest:
+def recollect_yesterday(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
     yesterday = context.scheduled_execution_time.astimezone(BEIJING).date() - timedelta(days=1)
+    if yesterday < FIRST_DAY:
+        return SkipReason(f"{yesterday} is before the first partition day {FIRST_DAY}")
     first = day_start(yesterday)
     keys = slot_key(first), slot_key(first + SLOT * (SLOTS_PER_DAY - 1))
     return RunRequest(
