@@ -33,10 +33,13 @@ FIRST, LAST = date(2026, 1, 5), date(2026, 1, 10)
 
 
 def collect_slots_job() -> JobDefinition:
-    """The job as Dagster's own processes load it (what "Re-execute" in the UI runs)."""
-    from coinsum_pipeline.definitions import defs
+    """The job as Dagster's own processes load it (what "Re-execute" in the UI runs), its
+    resources configured from the environment as it is now: runs execute in this process, and
+    the module's ``defs`` was built when the tests were collected, before the fake OKX's URL was
+    set."""
+    from coinsum_pipeline.definitions import build_defs
 
-    return defs.resolve_job_def("collect_slots")
+    return build_defs().resolve_job_def("collect_slots")
 
 
 OUTAGE = (beijing("2026-01-07 22:00"), beijing("2026-01-08 02:00"))  # ETH, across midnight
