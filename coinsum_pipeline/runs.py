@@ -15,7 +15,7 @@ import os
 import socket
 from pathlib import Path
 
-from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
 from coinsum_pipeline.defs.dagster_compat import free_pool_slots
 
@@ -58,7 +58,7 @@ def close_orphaned_daemon_runs(instance: DagsterInstance) -> list[str]:
     return closed
 
 
-def _close(instance: DagsterInstance, run: object, why: str) -> None:
+def _close(instance: DagsterInstance, run: DagsterRun, why: str) -> None:
     instance.report_run_failed(run, message=f"{why}, without finishing this run")
     free_pool_slots(instance, run.run_id)
 
