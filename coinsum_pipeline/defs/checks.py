@@ -17,7 +17,7 @@ check on every partition; a ranged run (backfill) also records a summary of its 
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 import duckdb
 from dagster import (
@@ -275,12 +275,14 @@ def no_extreme_moves(
     )
 
 
-# Live collection stores the slot that started at :00 or :30 one minute in; by :20 or :50 it
-# is overdue (the step's retries and a re-run fit in between).
+# Live collection stores the slot that started at :00 or :30 one minute in; this long after it
+# starts (:20 or :50) it is overdue (the step's retries and a re-run fit in between).
+OVERDUE_AFTER = timedelta(minutes=20)
+_minute = OVERDUE_AFTER.seconds // 60
 (freshness_check,) = without_notices(
     build_time_partition_freshness_checks,
     assets=[basket_slots],
-    deadline_cron="20,50 * * * *",
+    deadline_cron=f"{_minute},{_minute + 30} * * * *",
     timezone="Asia/Shanghai",
     severity=WARN,
 )

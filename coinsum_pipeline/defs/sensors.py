@@ -39,7 +39,7 @@ from coinsum_pipeline import clock
 from coinsum_pipeline.core.alerts import Alert, late_alert, sum_alerts
 from coinsum_pipeline.core.slots import SLOT, current_slot, day_start, slot_key, slots_in
 from coinsum_pipeline.defs.assets import SLOTS_PER_RUN, day_exports
-from coinsum_pipeline.defs.checks import freshness_check
+from coinsum_pipeline.defs.checks import OVERDUE_AFTER, freshness_check
 from coinsum_pipeline.defs.dagster_compat import partition_tags, without_notices
 from coinsum_pipeline.defs.jobs import deliver_alert, slots_job
 from coinsum_pipeline.defs.partitions import FIRST_DAY
@@ -180,8 +180,6 @@ export_on_new_slots = AutomationConditionSensorDefinition(
     description="Re-exports each day whose slots were written since its last export.",
 )
 
-# A slot not stored this long after it starts is late: the freshness check's deadline (:20/:50).
-LATE_AFTER = timedelta(minutes=20)
 # Only slots this recent are alerted: a backfill of older days is history, not news.
 ALERT_WINDOW = timedelta(hours=2)
 
@@ -193,7 +191,7 @@ ALERT_WINDOW = timedelta(hours=2)
     description=(
         "Alerts to COINSUM_ALERT_WEBHOOK (off while it is empty): the basket sum crossing a level "
         "of COINSUM_ALERT_LEVELS, moving more than COINSUM_ALERT_MOVE_PCT points in one slot, a "
-        f"new slot incomplete, or the newest slot not stored {LATE_AFTER.seconds // 60} minutes "
+        f"new slot incomplete, or the newest slot not stored {OVERDUE_AFTER.seconds // 60} minutes "
         "after it starts. One deliver_alert run per alert, each alert once; a failed delivery "
         "is retried and shows as a failed run."
     ),
@@ -215,7 +213,7 @@ def alerts(
     new = [] if seen is None else [s for s in recent if slot_key(s.slot_start) > seen]
     older = [s for s in recent if s not in new]
     found = sum_alerts(new, older[-1] if older else None, alerts.sum_levels(), alerts.move_pct)
-    due = current_slot(now - LATE_AFTER).replace(tzinfo=None)
+    due = current_slot(now - OVERDUE_AFTER).replace(tzinfo=None)
     late_key = slot_key(due)
     if due >= window.replace(tzinfo=None) and due not in {s.slot_start for s in recent}:
         if cursor.get("late") != late_key:
