@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 
 from coinsum_pipeline import clock
@@ -26,10 +26,9 @@ DEMO_FOLDER = PROJECT_ROOT / ".demo"
 DEMO_DAYS = 3
 
 
-def demo_environment(folder: Path, okx_url: str, days: int) -> dict[str, str]:
+def demo_environment(folder: Path, okx_url: str, first: date) -> dict[str, str]:
     """The environment of the demo's processes: its own instance, database and exports, the
-    stand-in OKX, and partitions from the demo's first day on."""
-    first = clock.now().date() - timedelta(days=days - 1)
+    stand-in OKX, and partitions from the demo's ``first`` day on."""
     return {
         **os.environ,
         "DAGSTER_HOME": str(prepare_home(folder / "dagster_home")),
@@ -48,14 +47,15 @@ def run_demo(days: int, folder: Path, okx_port: int, dev_args: list[str]) -> int
         raise DateError(f"--days {days}: the demo needs at least 1 day of history.")
     okx = FakeOKX()
     url = okx.start(okx_port)
-    env = demo_environment(folder, url, days)
-    first = env["COINSUM_START"]
-    today = clock.now().date().isoformat()
+    today = clock.now().date()
+    first = today - timedelta(days=days - 1)
+    env = demo_environment(folder, url, first)
     bin_dir = Path(sys.executable).parent
     print(f"coinsum demo: stand-in OKX on {url}, data in {folder}", flush=True)
     try:
         backfill = subprocess.run(
-            [str(bin_dir / "coinsum"), "backfill", "--from", first, "--to", today], env=env
+            [str(bin_dir / "coinsum"), "backfill", "--from", f"{first}", "--to", f"{today}"],
+            env=env,
         )
         if backfill.returncode:
             print("coinsum demo: the backfill failed (see above); not starting the UI.")
