@@ -61,7 +61,6 @@ class Export:
     folder: Path
     files: dict[str, Path]
     rows: dict[str, int]
-    sums: pd.DataFrame  # the sum CSV's rows
     previews: dict[str, str]  # a day's curve, day table and sums as Markdown, for its page
 
 
@@ -182,4 +181,4 @@ def export_days(
             "day_table": preview_markdown(small_table, "day table"),
             "sums": markdown_table(preview(sums)),
         }
-    return Export(folder, files, rows, frames["sum"], previews)
+    return Export(folder, files, rows, previews)
