@@ -78,12 +78,16 @@ def graphql(url: str, query: str, variables: dict) -> dict:
 
 
 def turn_off_live_collection(env: dict[str, str]) -> None:
-    """Stop the live schedule and gap repair in the instance ``env`` names, as a user would in
-    the UI: on the real clock they would collect today's slots and the last 48 hours beside
-    what a test launches and counts."""
+    """Stop, in the instance ``env`` names, what collects on the real clock, as a user would in
+    the UI: the live schedule, gap repair (today's slots and the last 48 hours) and the nightly
+    re-collection (yesterday, at 04:03), beside what a test launches and counts."""
     dagster = Path(sys.executable).parent / "dagster"
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
-    for kind, name in (("schedule", "live_slots"), ("sensor", "gap_repair")):
+    for kind, name in (
+        ("schedule", "live_slots"),
+        ("schedule", "recollect_yesterday"),
+        ("sensor", "gap_repair"),
+    ):
         # No pipes: the code server this command starts may outlive it for a while.
         subprocess.run(
             [dagster, kind, "stop", name, "-w", workspace],
