@@ -13,15 +13,18 @@ from dagster import (
     DagsterEventType,
     DefaultSensorStatus,
 )
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from coinsum_pipeline.backfill import run_slots
 from coinsum_pipeline.core.slots import SLOT, current_slot, epoch_ms, slot_key, slots_in
+from coinsum_pipeline.defs.checks import EVERY_SLOT_UP_TO
 from coinsum_pipeline.defs.dagster_compat import partition_tags
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 SLOTS = AssetKey("basket_slots")
 (PARTITION_TAG,) = partition_tags("x", "x")  # Dagster's tag naming a one-partition run
 PER_SLOT = {"slot_completeness", "base_matches_okx", "no_extreme_moves"}
+FAILED, PLANNED = AssetCheckExecutionRecordStatus.FAILED, AssetCheckExecutionRecordStatus.PLANNED
 
 
 def results(pipeline: Pipeline, check: str) -> dict[str | None, tuple[bool, str, object]]:
@@ -70,6 +73,36 @@ def test_a_ranged_run_records_every_slots_result_pass_or_fail(pipeline: Pipeline
         slot_key(s): s != gap for s in slots
     }
     assert got[None][1] == "range summary: 3 of 4 slots pass; each slot has its own result"
+
+
+def test_a_run_longer_than_a_day_records_its_failing_slots_and_sums_up_the_rest(
+    pipeline: Pipeline,
+) -> None:
+    """The backfill trade-off: past EVERY_SLOT_UP_TO slots, passing slots get no result of their
+    own (Dagster then calls them skipped by the run), failing slots do, and the run's summary
+    counts both."""
+    slots = list(slots_in(beijing("2026-01-05 00:00"), beijing("2026-01-06 00:30")))
+    assert len(slots) > EVERY_SLOT_UP_TO
+    gap = slots[7]
+    pipeline.okx.gaps["ETH-USDT-SWAP"] = [(epoch_ms(gap), epoch_ms(gap))]
+    run_slots(slots, pipeline.instance)
+    got = results(pipeline, "slot_completeness")
+    assert set(got) == {slot_key(gap), None}
+    assert got[slot_key(gap)][:2] == (False, "26 of 27 coins reported; missing ETH (no_candle)")
+    assert got[None][1] == (
+        f"range summary: {len(slots) - 1} of {len(slots)} slots pass; each failing slot has its "
+        "own result"
+    )
+    check = AssetCheckKey(SLOTS, "slot_completeness")
+    statuses = {
+        info.partition_key: info.latest_execution_status
+        for info in pipeline.instance.event_log_storage.get_asset_check_partition_info([check])
+    }
+    expected = {slot_key(s): FAILED if s == gap else PLANNED for s in slots}
+    assert statuses == {**expected, None: FAILED}, (
+        "every slot is accounted for: its own failure, or planned by the run that passed it; "
+        "the summary has no partition"
+    )
 
 
 def test_base_check_is_an_error_when_okx_daily_open_disagrees(pipeline: Pipeline) -> None:

@@ -32,7 +32,7 @@ from coinsum_pipeline.defs.partitions import DAY_PARTITIONS, SLOT_PARTITIONS
 from coinsum_pipeline.defs.resources import BasketResource, ExportFolder, OKXResource
 from coinsum_pipeline.okx.fetch import fetch_basket
 from coinsum_pipeline.warehouse.database import CoinsumDatabase, DatabaseHeld, replace_slots
-from coinsum_pipeline.warehouse.exports import Export, export_days
+from coinsum_pipeline.warehouse.exports import Export, read_days, write_exports
 from coinsum_pipeline.warehouse.schema import SchemaError
 
 # 288 slots = 6 days: one 300-row candle page per coin per run, the fewest requests possible.
@@ -146,13 +146,11 @@ def day_exports(
     window = context.partition_time_window
     days = days_in(window.start.date(), (window.end - timedelta(days=1)).date())
     with duckdb.read() as conn:
-        palette = exports.palette()
-        written = [export_days(conn, day, day, exports.day(day), palette) for day in days]
-        whole = (
-            export_days(conn, days[0], days[-1], exports.ranges(), palette)
-            if len(days) > 1
-            else None
-        )
+        wanted = [(read_days(conn, day, day), exports.day(day)) for day in days]
+        if len(days) > 1:
+            wanted.append((read_days(conn, days[0], days[-1]), exports.ranges()))
+    drawn = write_exports(wanted, exports.palette())
+    written, whole = drawn[: len(days)], (drawn[-1] if len(days) > 1 else None)
     context.log.info(f"exported {len(days)} day(s) to {exports.path}")
     for day, export in zip(days, written, strict=True):
         # Each day's own numbers and pictures, however many days the run exported.

@@ -1,8 +1,8 @@
 """The pictures users look at: the curve of the 27-coin sum and the colour-scaled day table.
 
-Rendered headless to PNG files (matplotlib's ``Figure`` without pyplot: no display, no global
-state shared between runs); the export asset shows small previews of them in its Dagster
-metadata. Labels are ASCII: the machines running this may have no CJK font.
+Rendered headless to PNG files (matplotlib's ``Figure`` on an Agg canvas, without pyplot: no
+display, no global state shared between runs); the export asset shows small previews of them in
+its Dagster metadata. Labels are ASCII: the machines running this may have no CJK font.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from PIL import Image
@@ -54,9 +55,10 @@ class Curve:
     incomplete: pd.Series
 
 
-def curve_figure(curve: Curve, title: str, palette: Palette) -> Figure:
+def curve_image(curve: Curve, title: str, palette: Palette) -> Image.Image:
     """The sum over slots, day boundaries marked when it spans several days, incomplete slots
-    marked, and below it the breadth. A slot with no sum is a gap in the line, not a zero."""
+    marked, and below it the breadth. A slot with no sum is a gap in the line, not a zero.
+    Rendered once, at 100 dpi: the file and the preview are made from the same pixels."""
     values = pd.to_numeric(curve.sums, errors="coerce").reset_index(drop=True)
     up, down = (pd.to_numeric(b).reset_index(drop=True) for b in (curve.up, curve.down))
     incomplete = curve.incomplete.reset_index(drop=True).astype(bool)
@@ -101,7 +103,9 @@ def curve_figure(curve: Curve, title: str, palette: Palette) -> Figure:
     ax.set_title(f"27-coin sum of % change since 00:00 Beijing, {title}", fontsize=11)
     ax.set_ylabel("sum of % changes (%)")
     fig.subplots_adjust(left=0.09, right=0.98, top=0.93, bottom=0.09)
-    return fig
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba()).convert("RGB")
 
 
 def _time_ticks(days: list[str], times: list[str], starts: list[int]) -> tuple[list[int], list]:
@@ -118,24 +122,20 @@ def _time_ticks(days: list[str], times: list[str], starts: list[int]) -> tuple[l
     return ticks, [days[i][5:] for i in ticks]
 
 
-def save_png(picture: Figure | Image.Image, path: Path) -> Path:
-    """Written whole or not at all: a user with the old file open keeps a whole file."""
+def save_png(picture: Image.Image, path: Path) -> Path:
+    """Written whole or not at all: a user with the old file open keeps a whole file. Light
+    compression: the files are a few hundred KB either way, and stronger levels cost more time
+    than a backfill's exports spend drawing."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.tmp.png")
-    if isinstance(picture, Figure):
-        picture.savefig(staging)
-    else:
-        picture.save(staging, format="PNG", compress_level=3)
+    picture.save(staging, format="PNG", compress_level=3)
     staging.replace(path)
     return path
 
 
-def figure_image(fig: Figure, dpi: float) -> Image.Image:
-    """The figure rendered at ``dpi`` (its file is drawn at 100)."""
-    rendered = io.BytesIO()
-    fig.savefig(rendered, format="png", dpi=dpi)
-    rendered.seek(0)
-    return Image.open(rendered)
+def half_size(image: Image.Image) -> Image.Image:
+    """A preview's size: half the file's, as if drawn at 50 dpi."""
+    return image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS)
 
 
 def preview_markdown(image: Image.Image, alt: str, colors: int = 48) -> str:

@@ -7,13 +7,20 @@ already use, in UTF-8 with a BOM so Excel reads the Chinese headers right.
 - missing values, one row per (slot, coin): ``日期, 时间, 币种, 原因``
 - the day table, one row per slot: ``日期, 时间``, a column per coin, ``27币涨跌幅总和``
 
-All read the readers' snapshot, so an export never waits for a run or holds one up.
+All read the readers' snapshot, so an export never waits for a run or holds one up. Reading and
+drawing are apart: an export's rows are read in one go, and the drawing, most of its time, can
+then run in another process, so a range of days is drawn on every core.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
+from itertools import repeat
 from pathlib import Path
 
 import duckdb
@@ -24,8 +31,8 @@ from coinsum_pipeline.core.slots import days_in
 from coinsum_pipeline.warehouse.charts import (
     Curve,
     Palette,
-    curve_figure,
-    figure_image,
+    curve_image,
+    half_size,
     preview_markdown,
     save_png,
 )
@@ -126,50 +133,60 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def export_days(
-    conn: duckdb.DuckDBPyConnection,
-    first: date,
-    last: date,
-    folder: Path,
-    palette: Palette,
-) -> Export:
-    """Write the CSVs and charts of days ``first``..``last`` into ``folder``.
+@dataclass(frozen=True)
+class ExportData:
+    """Everything an export of Beijing days ``first``..``last`` shows, as read from DuckDB."""
 
-    Every export has the full data, sums, missing values and day tables (a range's stacked day
-    by day) as CSV, and the curve (a range's with day boundaries marked); one day also gets the
-    colour image of its day table.
-    """
-    stem = first.isoformat() if first == last else f"{first.isoformat()}_{last.isoformat()}"
-    title = first.isoformat() if first == last else f"{first.isoformat()} .. {last.isoformat()}"
+    first: date
+    last: date
+    frames: dict[str, pd.DataFrame]  # by kind of CSV, as QUERIES reads them
+    incomplete: pd.Series  # per slot of the sums: fewer coins reported than its basket has
+    day_table: pd.DataFrame  # the days' tables stacked, the sum column last
+
+
+def read_days(conn: duckdb.DuckDBPyConnection, first: date, last: date) -> ExportData:
     frames = {kind: read_export(conn, kind, first, last) for kind in QUERIES}
-    files = {
-        kind: write_csv(frame, folder / f"{kind}_{stem}.csv") for kind, frame in frames.items()
-    }
-    rows = {kind: len(frame) for kind, frame in frames.items()}
-    sums = frames["sum"]
     incomplete = conn.execute(
         "SELECT NOT complete FROM slot_sums WHERE trade_date BETWEEN ? AND ? ORDER BY slot_start",
         [first, last],
     ).fetchdf()
+    days = days_in(first, last)
+    day_table = pd.concat([read_day_table(conn, day) for day in days], ignore_index=True)
+    # Days with different baskets stack into the union of their columns, the sum kept last.
+    day_table = day_table[[*day_table.columns.drop(SUM_HEADER), SUM_HEADER]]
+    return ExportData(first, last, frames, incomplete.iloc[:, 0], day_table)
+
+
+def write_export(data: ExportData, folder: Path, palette: Palette) -> Export:
+    """Write the CSVs and charts of ``data`` into ``folder``.
+
+    Every export has the full data, sums, missing values and day tables (a range's stacked day
+    by day) as CSV, and the curve (a range's with day boundaries marked); one day also gets the
+    colour image of its day table and the previews of its page.
+    """
+    first, last = data.first, data.last
+    stem = first.isoformat() if first == last else f"{first.isoformat()}_{last.isoformat()}"
+    title = first.isoformat() if first == last else f"{first.isoformat()} .. {last.isoformat()}"
+    files = {
+        kind: write_csv(frame, folder / f"{kind}_{stem}.csv") for kind, frame in data.frames.items()
+    }
+    rows = {kind: len(frame) for kind, frame in data.frames.items()}
+    sums = data.frames["sum"]
     curve = Curve(
         days=sums["日期"].tolist(),
         times=sums["时间"].tolist(),
         sums=sums[SUM_HEADER],
         up=sums["上涨币数"],
         down=sums["下跌币数"],
-        incomplete=incomplete.iloc[:, 0],
+        incomplete=data.incomplete,
     )
-    drawn = curve_figure(curve, title, palette)
+    drawn = curve_image(curve, title, palette)
     files["curve"] = save_png(drawn, folder / f"curve_{stem}.png")
-    days = days_in(first, last)
-    day_table = pd.concat([read_day_table(conn, day) for day in days], ignore_index=True)
-    # Days with different baskets stack into the union of their columns, the sum kept last.
-    day_table = day_table[[*day_table.columns.drop(SUM_HEADER), SUM_HEADER]]
-    files["day_table"] = write_csv(day_table, folder / f"day_table_{stem}.csv")
-    rows["day_table"] = len(day_table)
+    files["day_table"] = write_csv(data.day_table, folder / f"day_table_{stem}.csv")
+    rows["day_table"] = len(data.day_table)
     previews: dict[str, str] = {}
     if first == last:  # a colour grid of 48 rows reads well; of hundreds, it does not
-        body = day_table.set_index("时间")
+        body = data.day_table.set_index("时间")
         changes, day_sums = body.drop(columns=["日期", SUM_HEADER]), body[SUM_HEADER]
         files["day_table_image"] = save_png(
             draw_day_table(changes, day_sums, title, palette).image,
@@ -177,8 +194,36 @@ def export_days(
         )
         small_table = draw_day_table(changes, day_sums, title, palette, PREVIEW_TABLE).image
         previews = {
-            "curve": preview_markdown(figure_image(drawn, dpi=50), "27-coin sum"),
+            "curve": preview_markdown(half_size(drawn), "27-coin sum"),
             "day_table": preview_markdown(small_table, "day table"),
             "sums": markdown_table(preview(sums)),
         }
     return Export(folder, files, rows, previews)
+
+
+def export_days(
+    conn: duckdb.DuckDBPyConnection,
+    first: date,
+    last: date,
+    folder: Path,
+    palette: Palette,
+) -> Export:
+    """Write the CSVs and charts of days ``first``..``last`` into ``folder``."""
+    return write_export(read_days(conn, first, last), folder, palette)
+
+
+def write_exports(exports: Sequence[tuple[ExportData, Path]], palette: Palette) -> list[Export]:
+    """Write several exports (data, folder), drawn in parallel on every core when there are
+    several: drawing is most of an export's time, and each export is independent.
+
+    The workers come from a fork server that has imported this module once, so they start in
+    milliseconds without inheriting the threads of the Dagster run that asks.
+    """
+    if len(exports) == 1:
+        return [write_export(*exports[0], palette)]
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    workers = min(len(exports), os.cpu_count() or 1)
+    data, folders = zip(*exports, strict=True)
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        return list(pool.map(write_export, data, folders, repeat(palette)))
