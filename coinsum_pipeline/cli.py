@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -343,8 +343,14 @@ def _sql(query: str) -> int:
     except duckdb.Error as exc:
         print(f"coinsum sql: {exc}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `coinsum sql … | head` ends quietly
-    print(frame.to_string(index=False, max_rows=200) if len(frame) else "(no rows)")
+    try:
+        print(frame.to_string(index=False, max_rows=200) if len(frame) else "(no rows)")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # `coinsum sql … | head` ends quietly. Not by restoring SIGPIPE's default: that would
+        # outlive this call in a process that goes on (a test, a notebook) and kill it the next
+        # time any socket of it writes to a peer that has gone.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 from datetime import date
+from pathlib import Path
 
 import pytest
 from dagster import AssetKey
@@ -220,6 +224,21 @@ def test_sql_command_reads_the_snapshot(
     assert capsys.readouterr().out.split() == ["coins_reported", "slot_time", "27", "00:30"]
     assert main(["sql", "SELECT nope FROM coin_sum"]) == 2
     assert 'Referenced column "nope" not found' in capsys.readouterr().err
+    # Python ignores SIGPIPE; had the command restored its default, the next write of any socket
+    # of this process to a peer that has gone (the fake OKX answering a timed-out client) would
+    # kill it.
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN
+
+
+def test_sql_into_a_pipe_closed_early_ends_quietly(pipeline: Pipeline) -> None:
+    assert run_slots([beijing("2026-01-05 00:30")], pipeline.instance).success
+    coinsum = Path(sys.executable).parent / "coinsum"
+    shell = f"'{coinsum}' sql 'SELECT * FROM coin_prices, range(2000)' | head -n 1"
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", shell], capture_output=True, text=True, timeout=60
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout.split()[:2] == ["slot_start", "trade_date"]
 
 
 def test_day_boundaries_are_beijing_midnight() -> None:
