@@ -2,17 +2,21 @@
 
 Runs are recorded in the instance under ``DAGSTER_HOME``, so the UI shows them like any other.
 A range is cut into runs of ``SLOTS_PER_RUN`` slots, the same size the asset's backfill policy
-gives UI backfills, so each run costs one candle page per coin.
+gives UI backfills, so each run costs one candle page per coin. While a run writes its events,
+the next run's candles and this run's daily opens are read ahead (okx/ahead.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from dagster import DagsterInstance
 
+from coinsum_pipeline.core.basket import DEFAULT_COINS
 from coinsum_pipeline.core.slots import (
     SLOT,
     DateError,
@@ -24,13 +28,17 @@ from coinsum_pipeline.core.slots import (
 )
 from coinsum_pipeline.definitions import build_defs
 from coinsum_pipeline.defs.assets import FAIL_FAST_TAG, SLOTS_PER_RUN
+from coinsum_pipeline.defs.checks import okx_daily_opens
 from coinsum_pipeline.defs.dagster_compat import (
     emit_planned_events_per_run,
     partition_tags,
 )
 from coinsum_pipeline.defs.jobs import exports_job, slots_job
 from coinsum_pipeline.defs.partitions import FIRST_DAY
-from coinsum_pipeline.defs.resources import resolved
+from coinsum_pipeline.defs.resources import OKXResource, resolved
+from coinsum_pipeline.okx.ahead import READ_AHEAD
+from coinsum_pipeline.okx.client import OKXClient
+from coinsum_pipeline.okx.fetch import fetch_basket
 from coinsum_pipeline.runs import backfill_tags, close_dead_backfill_runs
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -119,7 +127,30 @@ def backfill(
     session holds it), so a held file stops the backfill at once instead of failing every run.
     """
     close_dead_backfill_runs(instance)
-    with resolved("duckdb") as database:
-        for slots in plan(first, last, now):
+    runs = plan(first, last, now)
+    with resolved("duckdb") as database, reading_ahead() as read:
+        for i, slots in enumerate(runs):
             database.probe()
+            read(okx_daily_opens, [d for d in days_in(slots[0].date(), slots[-1].date())])
+            if i + 1 < len(runs):
+                read(fetch_basket, runs[i + 1])
             yield run_slots(slots, instance, step_retries)
+
+
+@contextmanager
+def reading_ahead() -> Iterator[Callable[[Callable, list], None]]:
+    """``read(fetch, what)``: run ``fetch(client, coins, what)`` in the background with a client
+    that keeps its candles for the run that will ask for them. The coins are the basket asked
+    for (``COINSUM_COINS``); a run going by another basket asks OKX for what it lacks. Whatever
+    no run took is dropped at the end."""
+    with resolved("okx") as okx, resolved("basket") as basket:
+        resource: OKXResource = okx
+        client = OKXClient(resource.base_url, resource.timeout_seconds, reads_ahead=True)
+        coins = basket.requested() or DEFAULT_COINS
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="read-ahead") as pool:
+            try:
+                yield lambda fetch, what: pool.submit(fetch, client, coins, what)
+            finally:
+                pool.shutdown(cancel_futures=True)
+                client.close()
+                READ_AHEAD.forget()

@@ -14,6 +14,8 @@ from dagster import AssetKey
 from coinsum_pipeline.backfill import backfill, export_range, run_slots
 from coinsum_pipeline.cli import main
 from coinsum_pipeline.core.slots import SLOT, day_start, epoch_ms, slots_in
+from coinsum_pipeline.defs.dagster_compat import partition_tags
+from coinsum_pipeline.okx.ahead import READ_AHEAD
 from coinsum_pipeline.okx.fake import HISTORY_CANDLES
 from coinsum_pipeline_tests.helpers import (
     PNG,
@@ -27,6 +29,7 @@ from coinsum_pipeline_tests.helpers import (
 )
 
 SLOTS = AssetKey("basket_slots")
+RANGE_START, _ = partition_tags("first", "last")
 NOW = beijing("2026-11-25 10:00")  # any moment after the ranges these tests fetch
 
 
@@ -45,6 +48,20 @@ def test_first_users_range_fills_every_slot_exactly(pipeline: Pipeline) -> None:
     # reach the server late enough to meet its rate limit; it is retried, and counted here.
     pages = pipeline.okx.request_count(HISTORY_CANDLES)
     assert 27 * 3 <= pages <= 27 * 3 + pipeline.okx.rate_limited
+    # Each run's candles were read ahead while the run before wrote its events: asked for before
+    # the run started, and not asked for again (the counts above). Nothing is left over.
+    starts = {
+        r.dagster_run.tags[RANGE_START]: r.start_time for r in pipeline.instance.get_run_records()
+    }
+    for outcome in outcomes[1:]:
+        last_ms = epoch_ms(beijing(f"{outcome.last_key[:10]} {outcome.last_key[11:]}"))
+        asked = [
+            at
+            for (path, params), at in zip(pipeline.okx.requests, pipeline.okx.arrivals, strict=True)
+            if path == HISTORY_CANDLES and params["after"] == str(last_ms + 1)
+        ]
+        assert len(asked) >= 27 and max(asked) < starts[outcome.first_key]
+    assert READ_AHEAD.pending() == 0
 
     assert export_range(date(2026, 1, 3), date(2026, 1, 16), pipeline.instance).success
     days = sorted(p for p in pipeline.exports.iterdir() if p.name != "ranges")

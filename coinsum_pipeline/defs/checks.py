@@ -44,7 +44,7 @@ from coinsum_pipeline.defs.assets import basket_slots
 from coinsum_pipeline.defs.dagster_compat import decorate_without_notices, without_notices
 from coinsum_pipeline.defs.partitions import SLOT_PARTITIONS
 from coinsum_pipeline.defs.resources import CheckLimits, OKXResource
-from coinsum_pipeline.okx.client import OKXError
+from coinsum_pipeline.okx.client import OKXClient, OKXError
 from coinsum_pipeline.warehouse.database import CoinsumDatabase
 
 WARN = AssetCheckSeverity.WARN
@@ -147,15 +147,15 @@ def extreme_moves(slot: StoredSlot, limit_pct: float) -> Verdict:
     return Verdict(True, f"no 30-minute move beyond {limit_pct}%", meta)
 
 
-def _okx_daily(
-    okx: OKXResource, coins: Sequence[str], days: Sequence[date]
+def okx_daily_opens(
+    client: OKXClient, coins: Sequence[str], days: Sequence[date]
 ) -> dict[date, dict[str, float]]:
     """OKX's 1D opens for ``days`` by day and coin; a coin OKX won't give stays unverified."""
     first, last = epoch_ms(day_start(days[0])), epoch_ms(day_start(days[-1]))
     opens: dict[date, dict[str, float]] = defaultdict(dict)
     for coin in coins:
         try:
-            candles = okx.client.candles(swap_inst_id(coin), "1D", first, last)
+            candles = client.candles(swap_inst_id(coin), "1D", first, last)
         except OKXError:
             continue
         for candle in candles:
@@ -262,7 +262,7 @@ def base_matches_okx(
     def judge(stored: list[StoredSlot]) -> Iterator[Verdict]:
         coins = ordered_union(s.basket for s in stored)
         days = sorted({s.slot.date() for s in stored})
-        daily = _okx_daily(okx, coins, days)
+        daily = okx_daily_opens(okx.client, coins, days)
         today = clock.now().date()
         sod = _sod_utc8(okx, coins) if today in days else {}
         for s in stored:

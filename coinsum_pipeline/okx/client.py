@@ -17,6 +17,7 @@ from urllib3.util.retry import Retry
 
 from coinsum_pipeline import clock
 from coinsum_pipeline.core.market import Candle, Instrument
+from coinsum_pipeline.okx.ahead import READ_AHEAD, Answer
 from coinsum_pipeline.okx.ratelimit import shared_limiter
 
 CANDLES = "/api/v5/market/candles"
@@ -95,7 +96,10 @@ class OKXClient:
         backoff_factor: float = 0.5,
         backoff_max: float = 20.0,
         rate_limits: Mapping[str, tuple[int, float]] = RATE_LIMITS,
+        reads_ahead: bool = False,
     ) -> None:
+        """``reads_ahead``: a backfill's client for the next run, whose candles are kept in
+        ``READ_AHEAD`` for the run's own client to take (see okx/ahead.py)."""
         if not base_url.startswith(("http://", "https://")):
             raise OKXError(
                 f"OKX_BASE_URL {base_url!r} is not an http(s) URL: use https://www.okx.com, a "
@@ -120,6 +124,7 @@ class OKXClient:
         self._session.headers["Accept"] = "application/json"
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
+        self.reads_ahead = reads_ahead
 
     @property
     def requests_made(self) -> dict[str, int]:
@@ -161,7 +166,30 @@ class OKXClient:
             retry.sleep(response)
 
     def candles(self, inst_id: str, bar: str, first_ms: int, last_ms: int) -> list[Candle]:
-        """Every candle with ``first_ms <= ts <= last_ms``, oldest first.
+        """Every candle with ``first_ms <= ts <= last_ms``, oldest first: read ahead by a
+        backfill for this very request, or asked for now."""
+        key = (self.base_url, inst_id, bar, first_ms, last_ms)
+        if self.reads_ahead:
+            promised = READ_AHEAD.promise(key)
+            try:
+                answer = Answer(*self._candles(inst_id, bar, first_ms, last_ms))
+            except BaseException as exc:
+                promised.set_exception(exc)
+                raise
+            promised.set_result(answer)
+            return answer.candles
+        ahead = READ_AHEAD.take(key)
+        if ahead is None:
+            return self._candles(inst_id, bar, first_ms, last_ms)[0]
+        answer = ahead.result()
+        with self._counts_lock:
+            self._counts.update(answer.requests)
+        return answer.candles
+
+    def _candles(
+        self, inst_id: str, bar: str, first_ms: int, last_ms: int
+    ) -> tuple[list[Candle], Counter[str]]:
+        """The candles, and the pages they took per endpoint.
 
         Pages backwards with ``after`` (exclusive) inside a ``before`` bound, deduplicating by
         ``ts`` because OKX's caches can overlap pages. Works whatever page size the server caps
@@ -171,6 +199,7 @@ class OKXClient:
         bar_ms = BAR_MS[bar]
         reach_start = (clock.now_ms() // bar_ms - CANDLES_REACH + 2) * bar_ms
         rows: dict[int, Candle] = {}
+        pages: Counter[str] = Counter()
         cursor = last_ms + 1
         while cursor > first_ms:
             recent = cursor - PAGE_LIMIT * bar_ms >= reach_start
@@ -185,6 +214,7 @@ class OKXClient:
                     "limit": str(PAGE_LIMIT),
                 },
             )
+            pages[path] += 1
             if not page and path == CANDLES:
                 reach_start = cursor + PAGE_LIMIT * bar_ms  # page with history from here on
                 continue
@@ -198,7 +228,7 @@ class OKXClient:
             if oldest >= cursor:
                 raise OKXError(f"{path} paging for {inst_id} did not move past ts {cursor}")
             cursor = oldest
-        return [rows[ts] for ts in sorted(rows) if first_ms <= ts <= last_ms]
+        return [rows[ts] for ts in sorted(rows) if first_ms <= ts <= last_ms], pages
 
     def sod_utc8(self) -> dict[str, float]:
         """Each swap's open at 00:00 UTC+8 today (ticker ``sodUtc8``): today's base, per OKX."""

@@ -130,6 +130,7 @@ class FakeOKX:
 
     def __post_init__(self) -> None:
         self.requests: list[tuple[str, dict[str, str]]] = []
+        self.arrivals: list[float] = []  # time.time() of each of ``requests``
         self.rate_limited = 0
         self.faults_served: list[str] = []
         self._scripted: deque[tuple[str, str | None]] = deque()
@@ -286,6 +287,7 @@ class FakeOKX:
         """(HTTP status, OKX code or None for a raw body, data or body, msg) for one request."""
         with self._lock:
             self.requests.append((path, params))
+            self.arrivals.append(time.time())
         if self._over_limit(path):
             return 429, "50011", [], "Too Many Requests"
         fault = self._pick_fault(path)
