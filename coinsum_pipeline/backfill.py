@@ -40,6 +40,7 @@ from coinsum_pipeline.okx.ahead import READ_AHEAD
 from coinsum_pipeline.okx.client import OKXClient
 from coinsum_pipeline.okx.fetch import fetch_basket
 from coinsum_pipeline.runs import backfill_tags, close_dead_backfill_runs
+from coinsum_pipeline.warehouse.exports import start_drawing_processes
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
@@ -128,6 +129,7 @@ def backfill(
     """
     close_dead_backfill_runs(instance)
     runs = plan(first, last, now)
+    start_drawing_processes()  # for the exports that follow; it costs the runs nothing
     with resolved("duckdb") as database, reading_ahead() as read:
         for i, slots in enumerate(runs):
             database.probe()

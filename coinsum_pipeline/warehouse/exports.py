@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from itertools import repeat
+from multiprocessing import forkserver
 from pathlib import Path
 
 import duckdb
@@ -214,16 +215,30 @@ def export_days(
 
 def write_exports(exports: Sequence[tuple[ExportData, Path]], palette: Palette) -> list[Export]:
     """Write several exports (data, folder), drawn in parallel on every core when there are
-    several: drawing is most of an export's time, and each export is independent.
+    several: drawing is most of an export's time, and each export is independent. The biggest
+    (a range's) starts first, so it does not finish last alone.
 
     The workers come from a fork server that has imported this module once, so they start in
     milliseconds without inheriting the threads of the Dagster run that asks.
     """
     if len(exports) == 1:
         return [write_export(*exports[0], palette)]
+    workers = min(len(exports), os.cpu_count() or 1)
+    biggest_first = sorted(exports, key=lambda e: len(e[0].frames["full"]), reverse=True)
+    with ProcessPoolExecutor(workers, mp_context=drawing_processes()) as pool:
+        futures = {id(e): pool.submit(write_export, *e, palette) for e in biggest_first}
+        return [futures[id(e)].result() for e in exports]
+
+
+def drawing_processes() -> multiprocessing.context.BaseContext:
+    """Where ``write_exports`` draws: a fork server preloaded with this module."""
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
-    workers = min(len(exports), os.cpu_count() or 1)
-    data, folders = zip(*exports, strict=True)
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
-        return list(pool.map(write_export, data, folders, repeat(palette)))
+    return context
+
+
+def start_drawing_processes() -> None:
+    """Start the fork server in the background now (it spends about a second importing), so the
+    export run at the end of a backfill finds it ready."""
+    drawing_processes()
+    threading.Thread(target=forkserver.ensure_running, daemon=True).start()
