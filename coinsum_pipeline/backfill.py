@@ -35,9 +35,8 @@ from coinsum_pipeline.defs.dagster_compat import (
 )
 from coinsum_pipeline.defs.jobs import exports_job, slots_job
 from coinsum_pipeline.defs.partitions import FIRST_DAY
-from coinsum_pipeline.defs.resources import OKXResource, resolved
+from coinsum_pipeline.defs.resources import resolved
 from coinsum_pipeline.okx.ahead import READ_AHEAD
-from coinsum_pipeline.okx.client import OKXClient
 from coinsum_pipeline.okx.fetch import fetch_basket
 from coinsum_pipeline.runs import backfill_tags, close_dead_backfill_runs
 from coinsum_pipeline.warehouse.exports import start_drawing_processes
@@ -133,7 +132,7 @@ def backfill(
     with resolved("duckdb") as database, reading_ahead() as read:
         for i, slots in enumerate(runs):
             database.probe()
-            read(okx_daily_opens, [d for d in days_in(slots[0].date(), slots[-1].date())])
+            read(okx_daily_opens, days_in(slots[0].date(), slots[-1].date()))
             if i + 1 < len(runs):
                 read(fetch_basket, runs[i + 1])
             yield run_slots(slots, instance, step_retries)
@@ -146,8 +145,7 @@ def reading_ahead() -> Iterator[Callable[[Callable, list], None]]:
     for (``COINSUM_COINS``); a run going by another basket asks OKX for what it lacks. Whatever
     no run took is dropped at the end."""
     with resolved("okx") as okx, resolved("basket") as basket:
-        resource: OKXResource = okx
-        client = OKXClient(resource.base_url, resource.timeout_seconds, reads_ahead=True)
+        client = okx.build_client(reads_ahead=True)
         coins = basket.requested() or DEFAULT_COINS
         with ThreadPoolExecutor(max_workers=2, thread_name_prefix="read-ahead") as pool:
             try:

@@ -10,16 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from coinsum_pipeline.core.slots import epoch_ms
 from coinsum_pipeline_tests.browser import (
     ARTIFACTS,
     backfill_through_the_ui,
     browser_page,
     free_port,
+    graphql,
     needs_chromium,
     serving,
     turn_off_live_collection,
 )
-from coinsum_pipeline_tests.helpers import Pipeline
+from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 DAYS = ("2026-01-05", "2026-01-06")
 # The natural size of the image a page shows.
@@ -41,12 +43,40 @@ def dagster_ui(pipeline: Pipeline) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
+CHECK_STATUSES = """{ assetNodes(assetKeys: [{path: ["basket_slots"]}]) { assetChecksOrError {
+    ... on AssetChecks { checks { name partitionStatuses {
+        ... on AssetCheckTimePartitionStatuses { ranges { startKey endKey status } } } } } } } }"""
+
+
+def check_ranges(check: dict) -> list[dict]:
+    return (check["partitionStatuses"] or {}).get("ranges", [])
+
+
 def test_ui_backfill_then_the_asset_pages_show_partitions_and_charts(
     pipeline: Pipeline, dagster_ui: str
 ) -> None:
     slots = [f"{day}-{h:02d}:{m:02d}" for day in DAYS for h in range(24) for m in (0, 30)]
+    gap = slots[50]  # ETH has no candle there: one failing slot
+    pipeline.okx.gaps["ETH-USDT-SWAP"] = [(epoch_ms(beijing(f"{gap[:10]} {gap[11:]}")),) * 2]
     backfill_through_the_ui(dagster_ui, "basket_slots", slots)
     assert pipeline.query("SELECT count(*) FROM coin_sum") == [(96,)]
+    # One run of 96 slots: its checks give the failing slot its own result, the passing ones a
+    # summary, so the UI shows them skipped by the run (the documented trade-off).
+    checks = graphql(dagster_ui, CHECK_STATUSES, {})["assetNodes"][0]["assetChecksOrError"]
+    ranges = {
+        check["name"]: [(r["startKey"], r["endKey"], r["status"]) for r in check_ranges(check)]
+        for check in checks["checks"]
+        if check["name"] != "freshness_check"
+    }
+    assert ranges == {
+        "slot_completeness": [
+            (slots[0], slots[49], "SKIPPED"),
+            (gap, gap, "FAILED"),
+            (slots[51], slots[-1], "SKIPPED"),
+        ],
+        "base_matches_okx": [(slots[0], slots[-1], "SKIPPED")],
+        "no_extreme_moves": [(slots[0], slots[-1], "SKIPPED")],
+    }
     # The two days' exports, backfilled through the UI too: one ranged run.
     backfill_through_the_ui(dagster_ui, "day_exports", list(DAYS))
 
@@ -54,6 +84,11 @@ def test_ui_backfill_then_the_asset_pages_show_partitions_and_charts(
         page.goto(f"{dagster_ui}/assets/basket_slots?view=partitions")
         page.get_by_text("Materialized (96)").first.wait_for(timeout=60_000)
         page.screenshot(path=ARTIFACTS / "basket_slots_partitions.png", full_page=True)
+        page.goto(f"{dagster_ui}/assets/basket_slots?view=checks")
+        page.get_by_text("slot_completeness").first.click()
+        page.get_by_text("Failed").first.wait_for(timeout=60_000)
+        page.wait_for_timeout(1000)
+        page.screenshot(path=ARTIFACTS / "basket_slots_check_partitions.png", full_page=True)
 
         curves = []
         for day in DAYS:

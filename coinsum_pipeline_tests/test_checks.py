@@ -24,7 +24,11 @@ from coinsum_pipeline_tests.helpers import Pipeline, beijing
 SLOTS = AssetKey("basket_slots")
 (PARTITION_TAG,) = partition_tags("x", "x")  # Dagster's tag naming a one-partition run
 PER_SLOT = {"slot_completeness", "base_matches_okx", "no_extreme_moves"}
-FAILED, PLANNED = AssetCheckExecutionRecordStatus.FAILED, AssetCheckExecutionRecordStatus.PLANNED
+FAILED, PLANNED, SUCCEEDED = (
+    AssetCheckExecutionRecordStatus.FAILED,
+    AssetCheckExecutionRecordStatus.PLANNED,
+    AssetCheckExecutionRecordStatus.SUCCEEDED,
+)
 
 
 def results(pipeline: Pipeline, check: str) -> dict[str | None, tuple[bool, str, object]]:
@@ -73,6 +77,18 @@ def test_a_ranged_run_records_every_slots_result_pass_or_fail(pipeline: Pipeline
         slot_key(s): s != gap for s in slots
     }
     assert got[None][1] == "range summary: 3 of 4 slots pass; each slot has its own result"
+    # Each result names the materialization it judged, or Dagster would count it as stale and
+    # the UI would show no status for the slot.
+    infos = {
+        info.partition_key: info
+        for info in pipeline.instance.event_log_storage.get_asset_check_partition_info(
+            [AssetCheckKey(SLOTS, "slot_completeness")]
+        )
+        if info.partition_key
+    }
+    assert {key: (i.latest_execution_status, i.is_current) for key, i in infos.items()} == {
+        slot_key(s): (FAILED if s == gap else SUCCEEDED, True) for s in slots
+    }
 
 
 def test_a_run_longer_than_a_day_records_its_failing_slots_and_sums_up_the_rest(
@@ -94,10 +110,9 @@ def test_a_run_longer_than_a_day_records_its_failing_slots_and_sums_up_the_rest(
         "own result"
     )
     check = AssetCheckKey(SLOTS, "slot_completeness")
-    statuses = {
-        info.partition_key: info.latest_execution_status
-        for info in pipeline.instance.event_log_storage.get_asset_check_partition_info([check])
-    }
+    infos = pipeline.instance.event_log_storage.get_asset_check_partition_info([check])
+    statuses = {info.partition_key: info.latest_execution_status for info in infos}
+    assert [i.is_current for i in infos if i.partition_key == slot_key(gap)] == [True]
     expected = {slot_key(s): FAILED if s == gap else PLANNED for s in slots}
     assert statuses == {**expected, None: FAILED}, (
         "every slot is accounted for: its own failure, or planned by the run that passed it; "

@@ -73,3 +73,20 @@ def test_a_deleted_runs_own_sqlite_file_can_be_removed(pipeline: Pipeline) -> No
     assert path.exists(), "Dagster leaves the file (if it stops, this helper can go)"
     dagster_compat.delete_run_file(pipeline.instance, outcome.run_id)
     assert not path.exists()
+
+
+def test_a_partitions_latest_materialization_is_found_for_a_check_result(
+    pipeline: Pipeline,
+) -> None:
+    slots = list(slots_in(beijing("2026-01-05 10:00"), beijing("2026-01-05 11:00")))
+    first = run_slots(slots, pipeline.instance)
+    again = run_slots(slots[1:2], pipeline.instance)
+    keys = [slot_key(s) for s in slots]
+    found = dagster_compat.latest_materializations(
+        pipeline.instance, AssetKey("basket_slots"), keys
+    )
+    assert {key: target.run_id for key, target in found.items()} == {
+        keys[0]: first.run_id,
+        keys[1]: again.run_id,
+    }
+    assert dagster_compat.latest_materializations(pipeline.instance, AssetKey("x"), []) == {}

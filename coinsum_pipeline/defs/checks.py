@@ -41,7 +41,11 @@ from coinsum_pipeline import clock
 from coinsum_pipeline.core.basket import ordered_union, swap_inst_id
 from coinsum_pipeline.core.slots import BEIJING, SLOT, day_start, epoch_ms, slot_key, slots_in
 from coinsum_pipeline.defs.assets import basket_slots
-from coinsum_pipeline.defs.dagster_compat import decorate_without_notices, without_notices
+from coinsum_pipeline.defs.dagster_compat import (
+    decorate_without_notices,
+    latest_materializations,
+    without_notices,
+)
 from coinsum_pipeline.defs.partitions import SLOT_PARTITIONS
 from coinsum_pipeline.defs.resources import CheckLimits, OKXResource
 from coinsum_pipeline.okx.client import OKXClient, OKXError
@@ -202,19 +206,25 @@ def _evaluate(
             metadata=only.metadata,
         )
     every_slot = len(slots) <= EVERY_SLOT_UP_TO
-    for slot, verdict in zip(slots, verdicts, strict=True):
-        if every_slot or not verdict.passed:
-            context.op_execution_context.log_event(
-                AssetCheckEvaluation(
-                    asset_key=check.asset_key,
-                    check_name=check.name,
-                    passed=verdict.passed,
-                    severity=severity,
-                    description=verdict.description,
-                    metadata=verdict.metadata,
-                    partition=slot_key(slot),
-                )
+    logged = {
+        slot_key(slot): verdict
+        for slot, verdict in zip(slots, verdicts, strict=True)
+        if every_slot or not verdict.passed
+    }
+    targets = latest_materializations(context.instance, check.asset_key, list(logged))
+    for key, verdict in logged.items():
+        context.op_execution_context.log_event(
+            AssetCheckEvaluation(
+                asset_key=check.asset_key,
+                check_name=check.name,
+                passed=verdict.passed,
+                severity=severity,
+                description=verdict.description,
+                metadata=verdict.metadata,
+                partition=key,
+                target_materialization_data=targets.get(key),
             )
+        )
     failed = [slot_key(s) for s, v in zip(slots, verdicts, strict=True) if not v.passed]
     which = "each slot has its own result" if every_slot else "each failing slot has its own result"
     return AssetCheckResult(

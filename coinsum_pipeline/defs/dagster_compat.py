@@ -5,6 +5,8 @@
 - Dagster's switch for one "planned" event per ranged run instead of one per partition.
 - Freeing the ``okx`` pool slot of a run whose process was killed (run monitoring does this for
   the daemon's runs; ``coinsum backfill`` runs in-process, with no daemon watching).
+- The materialization a check result judged: a result logged for one partition of a ranged run
+  needs it, or Dagster counts the result as stale and the UI shows no status for that partition.
 - Deleting a run's own SQLite file: on SQLite, Dagster keeps each run's events in a file of its
   own (about 150 KB, most of it empty pages) and deleting the run leaves the file.
 - Beta, preview and superseded features (backfill policies, partitioned asset checks, the
@@ -25,7 +27,17 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from dagster import BetaWarning, DagsterInstance, PreviewWarning, SupersessionWarning
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    BetaWarning,
+    DagsterInstance,
+    PreviewWarning,
+    SupersessionWarning,
+)
+from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+    AssetCheckEvaluationTargetMaterializationData,
+)
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
@@ -53,6 +65,27 @@ def emit_planned_events_per_run() -> None:
     """For this process's in-process runs: one planned event per run instead of per partition.
     The price: a failed run's partitions show as missing rather than failed in the UI."""
     os.environ.setdefault(PLANNED_EVENTS_AS_SUBSET, "true")
+
+
+def latest_materializations(
+    instance: DagsterInstance, asset_key: AssetKey, partitions: list[str]
+) -> dict[str, AssetCheckEvaluationTargetMaterializationData]:
+    """Each of ``partitions``' latest materialization, as the target of a check result on it."""
+    if not partitions:
+        return {}
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=asset_key, asset_partitions=partitions), limit=10_000
+    ).records  # newest first
+    latest: dict[str, AssetCheckEvaluationTargetMaterializationData] = {}
+    for record in records:
+        partition = record.event_log_entry.dagster_event.partition
+        latest.setdefault(
+            partition,
+            AssetCheckEvaluationTargetMaterializationData(
+                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+            ),
+        )
+    return latest
 
 
 def delete_run_file(instance: DagsterInstance, run_id: str) -> None:

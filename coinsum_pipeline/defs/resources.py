@@ -47,12 +47,14 @@ class OKXResource(ConfigurableResource):
         if self._client is not None:
             self._client.close()
 
-    def build_client(self) -> OKXClient:
+    def build_client(self, reads_ahead: bool = False) -> OKXClient:
+        """``reads_ahead``: a backfill's client for later runs' candles (okx/ahead.py)."""
         return OKXClient(
             base_url=self.base_url,
             timeout=self.timeout_seconds,
             attempts=self.attempts,
             backoff_factor=self.backoff_factor,
+            reads_ahead=reads_ahead,
         )
 
     @property
