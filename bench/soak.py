@@ -20,6 +20,7 @@ ticks are kept a day) and the webserver.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import resource
 import shutil
@@ -32,6 +33,14 @@ import time_machine
 from postgres import database_bytes, new_database
 
 from coinsum_pipeline.okx.fake import FakeOKX
+
+
+def current_rss_mb() -> float:
+    """This process's resident memory now, after a collection: unlike the peak, it can fall, so
+    a leak shows as a rise day after day."""
+    gc.collect()
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def folder_bytes(path: Path) -> int:
@@ -79,7 +88,9 @@ def main() -> None:
     }
     checks_job = defs.resolve_implicit_global_asset_job_def()
     print(f"soak: {args.days} simulated days from {first}, instance on {args.storage}, in {work}")
-    print("day         runs  instance MB  +MB/day  duckdb MB  exports MB  peak RSS MB  wall s")
+    print(
+        "day         runs  instance MB  +MB/day  duckdb MB  exports MB  peak RSS MB  RSS MB  wall s"
+    )
 
     with (
         DagsterInstance.get() as instance,
@@ -151,7 +162,7 @@ def main() -> None:
                     f"{day}  {instance.get_runs_count():5d}  {size / 1e6:11.2f}  "
                     f"{(size - previous) / 1e6:7.2f}  {duck / 1e6:9.2f}  "
                     f"{folder_bytes(work / 'exports') / 1e6:10.2f}  {peak:11.0f}  "
-                    f"{time.monotonic() - started:6.0f}",
+                    f"{current_rss_mb():6.0f}  {time.monotonic() - started:6.0f}",
                     flush=True,
                 )
                 previous = size

@@ -128,7 +128,8 @@ def backfill(
     """
     close_dead_backfill_runs(instance)
     runs = plan(first, last, now)
-    start_drawing_processes()  # for the exports that follow; it costs the runs nothing
+    if last > first:  # the range's export that follows draws its days in parallel processes
+        start_drawing_processes()
     with resolved("duckdb") as database, reading_ahead() as read:
         for i, slots in enumerate(runs):
             database.probe()

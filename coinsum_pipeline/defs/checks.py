@@ -1,15 +1,13 @@
 """Data-quality checks on the stored slots, shown per partition in the Dagster UI.
 
 Each check reads what was stored (the readers' snapshot), so it judges the data users query,
-not the run's memory of it. Every slot a run touched gets its own result, so the UI shows each
-check on every partition; a ranged run (backfill) also records a summary of its range.
-
-A run of up to a day of slots (live collection, the nightly re-collection, gap repair, a one-day
-backfill) records every slot's result. A longer run (a backfill's runs of up to 6 days) records
-each failing slot's result and its passing slots once, in the run's summary: a result is one
-Dagster event of about 13 ms, and one per slot per check was half of a backfill's time. The UI
-then shows those passing slots' checks as "skipped" by that run, and the run's summary says they
-passed.
+not the run's memory of it. A run of up to a day of slots (live collection, the nightly
+re-collection, gap repair, a one-day backfill) records every slot's result, so the UI shows each
+check on every partition. A longer run (a backfill's runs of up to 6 days) records each failing
+slot's result and its passing slots once, in the run's summary: a result is one Dagster event of
+about 13 ms, and one per slot per check was more than half of a backfill's time. The UI then
+shows those passing slots' checks as "skipped" by that run, and the run's summary says they
+passed. A ranged run's summary has no partition.
 
 - ``slot_completeness`` (warning): every coin of the basket reported, or which did not and why.
 - ``base_matches_okx`` (error, blocking): each stored 00:00 base equals OKX's own 1D open for
