@@ -9,7 +9,7 @@ the next run's candles and this run's daily opens are read ahead (okx/ahead.py).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -140,7 +140,7 @@ def backfill(
 
 
 @contextmanager
-def reading_ahead() -> Iterator[Callable[[Callable, list], None]]:
+def reading_ahead() -> Iterator[Callable[[Callable, list], Future]]:
     """``read(fetch, what)``: run ``fetch(client, coins, what)`` in the background with a client
     that keeps its candles for the run that will ask for them. The coins are the basket asked
     for (``COINSUM_COINS``); a run going by another basket asks OKX for what it lacks. Whatever
