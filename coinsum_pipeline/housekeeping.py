@@ -4,14 +4,18 @@ shows.
 Live operation adds runs every half hour: the slot's run, its day's export run (a day is
 exported again after each of its slots), freshness and alert runs. Their events stay in the
 instance until deleted. Tick history is bounded by ``retention`` in ``dagster.yaml``; runs are
-not, so this deletes the finished runs older than ``KEEP_DAYS`` whose every materialization was
+not, so this deletes the finished runs whose every materialization and check result was
 superseded by a later run's: a day's 48 live runs once the nightly run has collected the day
 again, the day exports of a day but the last, a slot collected again by gap repair, a
-freshness, alert or housekeeping run (which materializes nothing). A partition's latest
-materialization, and the run it is in, is never deleted, so no stored partition looks missing
-in the UI; a failed run stays too, as a record of what failed. Each deleted run's captured logs
-(stdout and stderr of its steps) go with it. Two days: the live runs of yesterday and today,
-with their logs, stay to look into.
+freshness run once a later one has judged, an alert or housekeeping run (which record nothing).
+
+A partition's latest materialization or check result, and the run it is in, is never deleted,
+so no stored partition looks missing in the UI and every check keeps its status; a failed run
+stays too, as a record of what failed. Each deleted run's captured logs (stdout and stderr of
+its steps) and check results go with it. Runs of the last ``KEEP`` stay whatever they hold, so
+a run somebody is looking into does not vanish under them. Run nightly after the
+re-collection, this keeps a day's runs until the next night: each further day kept would hold
+about 100 more runs (some 15 MB on SQLite).
 """
 
 from __future__ import annotations
@@ -24,12 +28,13 @@ from dagster import (
     DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
+    EventLogRecord,
     RunsFilter,
 )
 
-from coinsum_pipeline.defs.dagster_compat import delete_run_file
+from coinsum_pipeline.defs.dagster_compat import delete_run_leftovers, latest_check_run
 
-KEEP_DAYS = 2
+KEEP = timedelta(hours=1)
 BATCH = 200
 
 
@@ -39,9 +44,9 @@ class Tidied:
     runs_deleted: int
 
 
-def tidy(instance: DagsterInstance, now: datetime, keep_days: int = KEEP_DAYS) -> Tidied:
-    """Delete the superseded runs that finished more than ``keep_days`` before ``now``."""
-    cutoff = now - timedelta(days=keep_days)
+def tidy(instance: DagsterInstance, now: datetime, keep: timedelta = KEEP) -> Tidied:
+    """Delete the superseded runs that started more than ``keep`` before ``now``."""
+    cutoff = now - keep
     looked, deleted, cursor = 0, 0, None
     while True:
         records = instance.get_run_records(
@@ -57,17 +62,15 @@ def tidy(instance: DagsterInstance, now: datetime, keep_days: int = KEEP_DAYS) -
             run_id = record.dagster_run.run_id
             if _superseded(instance, run_id):
                 instance.delete_run(run_id)
-                delete_run_file(instance, run_id)
+                delete_run_leftovers(instance, run_id)
                 instance.compute_log_manager.delete_logs(prefix=[run_id])
                 deleted += 1
 
 
 def _superseded(instance: DagsterInstance, run_id: str) -> bool:
-    """Whether every partition this run materialized has a later materialization."""
-    events = instance.get_records_for_run(
-        run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION, limit=10_000
-    ).records
-    for event in events:
+    """Whether every partition this run materialized, and every check result it logged, has a
+    later one: then nothing the UI shows as current comes from this run."""
+    for event in _events(instance, run_id, DagsterEventType.ASSET_MATERIALIZATION):
         materialization = event.asset_materialization
         latest = instance.fetch_materializations(
             AssetRecordsFilter(
@@ -78,4 +81,12 @@ def _superseded(instance: DagsterInstance, run_id: str) -> bool:
         ).records
         if latest and latest[0].run_id == run_id:
             return False
+    for event in _events(instance, run_id, DagsterEventType.ASSET_CHECK_EVALUATION):
+        evaluation = event.event_log_entry.dagster_event.event_specific_data
+        if latest_check_run(instance, evaluation.asset_check_key, evaluation.partition) == run_id:
+            return False
     return True
+
+
+def _events(instance: DagsterInstance, run_id: str, kind: DagsterEventType) -> list[EventLogRecord]:
+    return list(instance.get_records_for_run(run_id, of_type=kind, limit=10_000).records)

@@ -7,7 +7,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, BackfillPolicy, DagsterEventType, asset
+from dagster import AssetCheckKey, AssetKey, BackfillPolicy, DagsterEventType, asset
 
 from coinsum_pipeline.backfill import run_slots
 from coinsum_pipeline.core.slots import slot_key, slots_in
@@ -65,14 +65,22 @@ def test_beta_decorators_apply_without_notices_and_leave_filters_alone() -> None
     assert warnings.filters == filters
 
 
-def test_a_deleted_runs_own_sqlite_file_can_be_removed(pipeline: Pipeline) -> None:
-    outcome = run_slots([beijing("2026-01-05 00:00")], pipeline.instance)
-    path = Path(pipeline.instance.event_log_storage.path_for_shard(outcome.run_id))
-    assert path.exists()
-    pipeline.instance.delete_run(outcome.run_id)
-    assert path.exists(), "Dagster leaves the file (if it stops, this helper can go)"
-    dagster_compat.delete_run_file(pipeline.instance, outcome.run_id)
+def test_what_a_deleted_run_leaves_can_be_removed(pipeline: Pipeline) -> None:
+    instance = pipeline.instance
+    outcome = run_slots([beijing("2026-01-05 00:00")], instance)
+    path = Path(instance.event_log_storage.path_for_shard(outcome.run_id))
+    completeness = AssetCheckKey(AssetKey("basket_slots"), "slot_completeness")
+    key = slot_key(beijing("2026-01-05 00:00"))
+    assert dagster_compat.latest_check_run(instance, completeness, key) == outcome.run_id
+    assert dagster_compat.latest_check_run(instance, completeness, "2026-01-05-00:30") is None
+    instance.delete_run(outcome.run_id)
+    assert path.exists(), "Dagster leaves the file (if it stops, this part can go)"
+    assert dagster_compat.latest_check_run(instance, completeness, key) == outcome.run_id, (
+        "Dagster leaves the run's check results (if it stops, this part can go)"
+    )
+    dagster_compat.delete_run_leftovers(instance, outcome.run_id)
     assert not path.exists()
+    assert dagster_compat.latest_check_run(instance, completeness, key) is None
 
 
 def test_a_partitions_latest_materialization_is_found_for_a_check_result(

@@ -4,18 +4,36 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from dagster import AssetKey, SkipReason, build_schedule_context
+import pytest
+from dagster import AssetCheckKey, AssetKey, DagsterInstance, SkipReason, build_schedule_context
 
 from coinsum_pipeline.backfill import export_range, run_slots
 from coinsum_pipeline.defs.partitions import FIRST_DAY
 from coinsum_pipeline.defs.schedules import recollect_yesterday
-from coinsum_pipeline.housekeeping import KEEP_DAYS, tidy
+from coinsum_pipeline.housekeeping import KEEP, tidy
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 DAY = date(2026, 1, 5)
+SLOTS = AssetKey("basket_slots")
+CHECKS = ("slot_completeness", "base_matches_okx", "no_extreme_moves", "freshness_check")
 
 
-def test_superseded_runs_go_and_every_partition_stays_materialized(pipeline: Pipeline) -> None:
+def check_runs(instance: DagsterInstance) -> set[str]:
+    """The runs that the checks' results, as the UI lists them, link to."""
+    return {
+        execution.run_id
+        for name in CHECKS
+        for execution in instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(SLOTS, name), limit=1_000
+        )
+    }
+
+
+@pytest.mark.parametrize("storage", ["pipeline", "pg_pipeline"])
+def test_superseded_runs_go_and_every_partition_stays_materialized(
+    storage: str, request: pytest.FixtureRequest
+) -> None:
+    pipeline: Pipeline = request.getfixturevalue(storage)
     instance = pipeline.instance
     first = run_slots([beijing("2026-01-05 00:00")], instance)
     assert export_range(DAY, DAY, instance).success  # the day after its first slot
@@ -28,21 +46,40 @@ def test_superseded_runs_go_and_every_partition_stays_materialized(pipeline: Pip
         key: instance.get_materialized_partitions(AssetKey(key))
         for key in ("basket_slots", "day_exports")
     }
+    assert first.run_id in check_runs(instance)
 
     now = datetime.now(UTC)
-    assert tidy(instance, now).runs_deleted == 0, f"nothing is deleted within {KEEP_DAYS} days"
-    tidied = tidy(instance, now + timedelta(days=KEEP_DAYS + 1))
+    assert tidy(instance, now).runs_deleted == 0, f"nothing is deleted within {KEEP}"
+    tidied = tidy(instance, now + KEEP + timedelta(minutes=1))
 
     gone = runs_before - {run.run_id for run in instance.get_runs()}
     assert gone == {first.run_id, early_export}, "just the superseded ones"
-    files = pipeline.db.parent / "dagster_home" / "history" / "runs"
-    assert not any((files / f"{run_id}.db").exists() for run_id in gone), "their files too"
-    assert (files / f"{again.run_id}.db").exists()
+    if storage == "pipeline":  # SQLite: a file of events per run
+        files = pipeline.db.parent / "dagster_home" / "history" / "runs"
+        assert not any((files / f"{run_id}.db").exists() for run_id in gone), "their files too"
+        assert (files / f"{again.run_id}.db").exists()
     assert tidied.runs_deleted == 2 and tidied.runs_looked_at == len(runs_before)
-    assert again.run_id not in gone
+    assert first.run_id not in check_runs(instance), "its check results went with it"
+    assert again.run_id in check_runs(instance)
     for key, partitions in materialized.items():
         assert instance.get_materialized_partitions(AssetKey(key)) == partitions, key
     assert pipeline.query("SELECT count(*) FROM coin_sum") == [(2,)], "the data is untouched"
+
+
+def test_a_run_holding_a_checks_latest_result_stays(pipeline: Pipeline) -> None:
+    """A freshness run materializes nothing: it is superseded only once a later run judged."""
+    from coinsum_pipeline.definitions import defs
+
+    freshness = defs.resolve_implicit_global_asset_job_def().get_subset(
+        asset_check_selection={AssetCheckKey(SLOTS, "freshness_check")}, asset_selection=set()
+    )
+    slot = run_slots([beijing("2026-01-05 00:00")], pipeline.instance)
+    judged = [freshness.execute_in_process(instance=pipeline.instance) for _ in range(2)]
+    later = datetime.now(UTC) + KEEP + timedelta(minutes=1)
+    assert tidy(pipeline.instance, later).runs_deleted == 1
+    kept = {slot.run_id, judged[1].run_id}
+    assert {run.run_id for run in pipeline.instance.get_runs()} == kept, "the first judge went"
+    assert check_runs(pipeline.instance) == kept
 
 
 def test_the_nightly_run_collects_yesterday_again_in_one_run() -> None:

@@ -7,8 +7,9 @@
   the daemon's runs; ``coinsum backfill`` runs in-process, with no daemon watching).
 - The materialization a check result judged: a result logged for one partition of a ranged run
   needs it, or Dagster counts the result as stale and the UI shows no status for that partition.
-- Deleting a run's own SQLite file: on SQLite, Dagster keeps each run's events in a file of its
-  own (about 150 KB, most of it empty pages) and deleting the run leaves the file.
+- What deleting a run leaves: on SQLite, the run's own file of events (about 150 KB, most of it
+  empty pages); on any storage, its check results (about 3 KB each, a few hundred a day).
+- A check's latest result on one partition, and which run logged it.
 - Beta, preview and superseded features (backfill policies, partitioned asset checks, the
   time-partition freshness check, which knows which slot should be there where the newer
   ``FreshnessPolicy`` only knows when the asset last changed) used without the notices that
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from dagster import (
+    AssetCheckKey,
     AssetKey,
     AssetRecordsFilter,
     BetaWarning,
@@ -38,7 +40,9 @@ from dagster import (
 from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
-from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.storage.event_log import SqlEventLogStorage, SqliteEventLogStorage
+from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
@@ -88,11 +92,30 @@ def latest_materializations(
     return latest
 
 
-def delete_run_file(instance: DagsterInstance, run_id: str) -> None:
-    """After ``instance.delete_run``: the run's own SQLite file of events, if it has one."""
+def delete_run_leftovers(instance: DagsterInstance, run_id: str) -> None:
+    """After ``instance.delete_run``: the run's own SQLite file of events, if it has one, and the
+    check results it logged, which the UI would go on listing with a link to no run."""
     storage = instance.event_log_storage
     if isinstance(storage, SqliteEventLogStorage):
         Path(storage.path_for_shard(run_id)).unlink(missing_ok=True)
+    if isinstance(storage, SqlEventLogStorage):
+        with storage.index_connection() as connection:
+            connection.execute(
+                AssetCheckExecutionsTable.delete().where(
+                    AssetCheckExecutionsTable.c.run_id == run_id
+                )
+            )
+
+
+def latest_check_run(
+    instance: DagsterInstance, check_key: AssetCheckKey, partition: str | None
+) -> str | None:
+    """The run that logged ``check_key``'s latest result on ``partition`` (None: the results
+    logged on no partition), or None if there is none."""
+    latest = instance.event_log_storage.get_asset_check_execution_history(
+        check_key, limit=1, partition_filter=PartitionKeyFilter(key=partition)
+    )
+    return latest[0].run_id if latest else None
 
 
 def free_pool_slots(instance: DagsterInstance, run_id: str) -> None:

@@ -16,7 +16,7 @@ from coinsum_pipeline import clock
 from coinsum_pipeline.core.alerts import Alert
 from coinsum_pipeline.defs.assets import basket_slots, day_exports
 from coinsum_pipeline.defs.resources import AlertWebhook
-from coinsum_pipeline.housekeeping import KEEP_DAYS, tidy
+from coinsum_pipeline.housekeeping import tidy
 from coinsum_pipeline.webhook import WebhookError
 
 slots_job = define_asset_job(
@@ -62,12 +62,10 @@ def deliver_alert() -> None:
     send_alert()
 
 
-@op(description=f"Delete finished runs older than {KEEP_DAYS} days that were superseded.")
+@op(description="Delete the finished runs whose every materialization a later run superseded.")
 def tidy_instance(context: OpExecutionContext) -> None:
     tidied = tidy(context.instance, clock.now())
-    context.log.info(
-        f"deleted {tidied.runs_deleted} of {tidied.runs_looked_at} runs older than {KEEP_DAYS} days"
-    )
+    context.log.info(f"deleted {tidied.runs_deleted} of {tidied.runs_looked_at} finished runs")
 
 
 @job(description="Housekeeping: prune superseded runs, so the instance does not grow for ever.")
