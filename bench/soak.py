@@ -20,6 +20,7 @@ ticks are kept a day) and the webserver.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import os
 import resource
@@ -36,9 +37,11 @@ from coinsum_pipeline.okx.fake import FakeOKX
 
 
 def current_rss_mb() -> float:
-    """This process's resident memory now, after a collection: unlike the peak, it can fall, so
-    a leak shows as a rise day after day."""
+    """This process's resident memory now, after a collection and after handing the heap's free
+    pages back to the system (glibc's ``malloc_trim``): what is still in use. Unlike the peak it
+    can fall, so a leak shows as a rise day after day."""
     gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     pages = int(Path("/proc/self/statm").read_text().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
@@ -89,7 +92,8 @@ def main() -> None:
     checks_job = defs.resolve_implicit_global_asset_job_def()
     print(f"soak: {args.days} simulated days from {first}, instance on {args.storage}, in {work}")
     print(
-        "day         runs  instance MB  +MB/day  duckdb MB  exports MB  peak RSS MB  RSS MB  wall s"
+        "day         runs  instance MB  +MB/day  duckdb MB  exports MB  peak RSS MB  in use MB"
+        "  wall s"
     )
 
     with (
@@ -113,7 +117,11 @@ def main() -> None:
                     )
             return getattr(result, "cursor", None) or cursor
 
-        previous, cursors = 0, {"gap": None, "fresh": None, "alerts": None}
+        def instance_bytes() -> int:
+            return database_bytes(database) if database else folder_bytes(home)
+
+        previous, cursors = instance_bytes(), {"gap": None, "fresh": None, "alerts": None}
+        print(f"(empty)     {0:5d}  {previous / 1e6:11.2f}", flush=True)
         with resolved("duckdb") as db, resolved("alerts") as webhook:
             for n in range(args.days):
                 day = first + timedelta(days=n)
@@ -155,14 +163,15 @@ def main() -> None:
                 )
                 at(night + timedelta(minutes=2))
                 jobs[housekeeping.name].execute_in_process(instance=instance, run_config=quiet)
-                size = database_bytes(database) if database else folder_bytes(home)
+                size = instance_bytes()
+                okx.forget_requests()  # the stand-in's record, not the pipeline's memory
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 duck = sum(p.stat().st_size for p in work.glob("coinsum*.duckdb"))
                 print(
                     f"{day}  {instance.get_runs_count():5d}  {size / 1e6:11.2f}  "
                     f"{(size - previous) / 1e6:7.2f}  {duck / 1e6:9.2f}  "
                     f"{folder_bytes(work / 'exports') / 1e6:10.2f}  {peak:11.0f}  "
-                    f"{current_rss_mb():6.0f}  {time.monotonic() - started:6.0f}",
+                    f"{current_rss_mb():9.0f}  {time.monotonic() - started:6.0f}",
                     flush=True,
                 )
                 previous = size

@@ -169,6 +169,13 @@ class FakeOKX:
         with self._lock:
             return sum(1 for p, _ in self.requests if path is None or p == path)
 
+    def forget_requests(self) -> None:
+        """Drop the record of requests served so far, which tests read: a stand-in left
+        running for days (the soak) would otherwise hold every request in memory."""
+        with self._lock:
+            self.requests.clear()
+            self.arrivals.clear()
+
     def now(self) -> int:
         return self.now_ms if self.now_ms is not None else int(time.time() * 1000)
 
