@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-from postgres import new_database
+from postgres import drop_database, new_database
 
 from coinsum_pipeline.okx.client import RATE_LIMITS
 from coinsum_pipeline.okx.fake import HISTORY_CANDLES, FakeOKX
@@ -125,8 +125,9 @@ def run(first: date, last: date, page_cap: int, storage: str, fetch_alone: bool)
     )
     os.environ.pop("COINSUM_COINS", None)
     os.environ.pop("COINSUM_PG_URL", None)
+    database = None
     if storage == "postgres":
-        os.environ["COINSUM_PG_URL"] = new_database("coinsum_bench")[1]
+        database, os.environ["COINSUM_PG_URL"] = new_database("coinsum_bench")
 
     from dagster import DagsterInstance
 
@@ -180,6 +181,8 @@ def run(first: date, last: date, page_cap: int, storage: str, fetch_alone: bool)
             fetch_basket(client, DEFAULT_COINS, run)
         fetch_only = time.monotonic() - fetch_started
     okx.stop()
+    if database:
+        drop_database(database)
 
     floor = floor_seconds(served)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

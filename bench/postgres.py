@@ -22,6 +22,15 @@ def new_database(prefix: str) -> tuple[str, str]:
     return name, f"postgresql+psycopg2:///{name}?host={SOCKET}"
 
 
+def drop_database(name: str) -> None:
+    """Drop a database ``new_database`` made, once its instance is closed."""
+    admin = psycopg2.connect(dbname="postgres", host=SOCKET)
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.close()
+
+
 def database_bytes(name: str) -> int:
     with psycopg2.connect(dbname=name, host=SOCKET) as conn, conn.cursor() as cursor:
         cursor.execute("SELECT pg_database_size(current_database())")

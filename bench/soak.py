@@ -3,9 +3,9 @@ as the services, printing per simulated day what it leaves on disk and the peak 
 
 Each simulated slot does what the daemon does in real time: the live schedule's run for the
 slot (its tick evaluated at :01 or :31), the day's export run the export sensor would request
-after it, the freshness check's run at its deadline (:20 or :50), a gap-repair tick, an alerts
-tick; each Beijing day ends with the next night's run that collects it again (04:03), its
-export, and housekeeping (04:05). Runs execute in this process
+after it, a gap-repair tick, an alerts tick, housekeeping at :05 past each hour, the freshness
+check's run at its deadline (:20 or :50); each Beijing day ends with the next night's run that
+collects it again (04:03), its export, and housekeeping (04:05). Runs execute in this process
 against the instance (SQLite files in DAGSTER_HOME, or PostgreSQL with ``--storage postgres``,
 a new database on the local server that ``scripts/postgres`` starts). The clock is moved, not
 waited for, and the stand-in OKX serves the candles of the simulated time.
@@ -31,7 +31,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import time_machine
-from postgres import database_bytes, new_database
+from postgres import database_bytes, drop_database, new_database
 
 from coinsum_pipeline.okx.fake import FakeOKX
 
@@ -105,6 +105,9 @@ def main() -> None:
             clock.move_to(moment)
             okx.now_ms = epoch_ms(moment)
 
+        def tidy() -> None:
+            jobs[housekeeping.name].execute_in_process(instance=instance, run_config=quiet)
+
         def tick_sensor(sensor, cursor: str | None, **resources) -> str | None:
             context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
             result = sensor(context)
@@ -148,6 +151,9 @@ def main() -> None:
                     cursors["alerts"] = tick_sensor(
                         alerts, cursors["alerts"], duckdb=db, alerts=webhook
                     )
+                    if slot.minute == 0:
+                        at(slot + timedelta(minutes=5))
+                        tidy()
                     at(slot + timedelta(minutes=20, seconds=5))  # past the freshness deadline
                     cursors["fresh"] = tick_sensor(freshness_sensor, cursors["fresh"])
                 night = day_start(day + timedelta(days=1)) + timedelta(hours=4, minutes=3)
@@ -162,7 +168,7 @@ def main() -> None:
                     instance=instance, partition_key=day.isoformat(), run_config=quiet
                 )
                 at(night + timedelta(minutes=2))
-                jobs[housekeeping.name].execute_in_process(instance=instance, run_config=quiet)
+                tidy()
                 size = instance_bytes()
                 okx.forget_requests()  # the stand-in's record, not the pipeline's memory
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -178,6 +184,8 @@ def main() -> None:
     okx.stop()
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
+        if database:
+            drop_database(database)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,9 @@ A partition's latest materialization or check result, and the run it is in, is n
 so no stored partition looks missing in the UI and every check keeps its status; a failed run
 stays too, as a record of what failed. Each deleted run's captured logs (stdout and stderr of
 its steps) and check results go with it. Runs of the last ``KEEP`` stay whatever they hold, so
-a run somebody is looking into does not vanish under them. Run nightly after the
-re-collection, this keeps a day's runs until the next night: each further day kept would hold
-about 100 more runs (some 15 MB on SQLite).
+a run somebody is looking into does not vanish under them. Run hourly (and at 04:05, right after
+the re-collection), this keeps a day's live runs until the next night, and its other runs about
+an hour: what the instance holds beyond the stored days stays under a day's live runs.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The schedules: live collection (the newest slot, a minute after it starts, every 30
-minutes), and each night yesterday collected again in one run, then housekeeping.
+minutes), each night yesterday collected again in one run, and hourly housekeeping.
 
 Why collect a day twice: the live schedule stores a day in 48 runs, one per slot. Collected
 again in one run (the same values: an open price never changes; a late candle gets filled), the
@@ -74,12 +74,13 @@ def recollect_yesterday(context: ScheduleEvaluationContext) -> RunRequest | Skip
     )
 
 
-# Daily, after the re-collection, at a quiet time for the live slots.
-tidy_daily = ScheduleDefinition(
-    name="tidy_daily",
+# Hourly, between the live slots, and at 04:05 right after the re-collection: a day's superseded
+# export and freshness runs go within the hour, its live runs the night after.
+tidy_hourly = ScheduleDefinition(
+    name="tidy_hourly",
     job=housekeeping,
-    cron_schedule="5 4 * * *",
+    cron_schedule="5 * * * *",
     execution_timezone="Asia/Shanghai",
     default_status=DefaultScheduleStatus.RUNNING,
-    description="Housekeeping daily at 04:05 Beijing time: see coinsum_pipeline/housekeeping.py.",
+    description="Housekeeping at :05 past each hour: see coinsum_pipeline/housekeeping.py.",
 )
