@@ -1,14 +1,19 @@
 """Soak: N days of live operation in fast time, through the same instance storage and code paths
-as the services, printing per simulated day what it leaves on disk and the peak memory.
+as the services, printing per simulated day what it leaves on disk and the memory used.
 
 Each simulated slot does what the daemon does in real time: the live schedule's run for the
 slot (its tick evaluated at :01 or :31), the day's export run the export sensor would request
 after it, a gap-repair tick, an alerts tick, housekeeping at :05 past each hour, the freshness
 check's run at its deadline (:20 or :50); each Beijing day ends with the next night's run that
-collects it again (04:03), its export, and housekeeping (04:05). Runs execute in this process
-against the instance (SQLite files in DAGSTER_HOME, or PostgreSQL with ``--storage postgres``,
-a new database on the local server that ``scripts/postgres`` starts). The clock is moved, not
-waited for, and the stand-in OKX serves the candles of the simulated time.
+collects it again (04:03), its export, and housekeeping (04:05). The clock is moved, not
+waited for, and the stand-in OKX serves the candles of the simulated time. The instance is
+SQLite files in DAGSTER_HOME, or PostgreSQL with ``--storage postgres`` (a new database on the
+local server that ``scripts/postgres`` starts).
+
+As in production, each run is a process of its own (forked from this one, so it starts at
+once) and this process does what the daemon and its code server do between runs: evaluating
+the schedules and sensors. So the memory this process keeps in use is the services' to watch
+day after day, and the runs' peak is the biggest run's.
 
 Not simulated: the sensors' tick records (bounded by ``retention`` in dagster.yaml: skipped
 ticks are kept a day) and the webserver.
@@ -25,6 +30,7 @@ import gc
 import os
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from datetime import date, datetime, timedelta
@@ -92,8 +98,8 @@ def main() -> None:
     checks_job = defs.resolve_implicit_global_asset_job_def()
     print(f"soak: {args.days} simulated days from {first}, instance on {args.storage}, in {work}")
     print(
-        "day         runs  instance MB  +MB/day  duckdb MB  exports MB  peak RSS MB  in use MB"
-        "  wall s"
+        "day         runs  instance MB  +MB/day  duckdb MB  exports MB  runs' peak  "
+        "ticks' peak  in use MB  wall s"
     )
 
     with (
@@ -105,18 +111,35 @@ def main() -> None:
             clock.move_to(moment)
             okx.now_ms = epoch_ms(moment)
 
+        def launch(job, **options) -> None:
+            """Run ``job`` in a process of its own, as the daemon's run launcher does: forked
+            from this one, so it starts at once, and its memory goes when it ends."""
+            sys.stdout.flush()
+            sys.stderr.flush()
+            child = os.fork()
+            if child == 0:
+                try:
+                    job.execute_in_process(
+                        instance=instance, run_config=quiet, raise_on_error=False, **options
+                    )
+                finally:
+                    os._exit(0)
+            os.waitpid(child, 0)
+
         def tidy() -> None:
-            jobs[housekeeping.name].execute_in_process(instance=instance, run_config=quiet)
+            launch(jobs[housekeeping.name])
 
         def tick_sensor(sensor, cursor: str | None, **resources) -> str | None:
             context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
             result = sensor(context)
             for request in getattr(result, "run_requests", None) or []:
                 if request.asset_check_keys:  # the freshness check's own run
-                    checks_job.get_subset(
-                        asset_check_selection=set(request.asset_check_keys), asset_selection=set()
-                    ).execute_in_process(
-                        instance=instance, tags=request.tags, run_config=quiet, raise_on_error=False
+                    launch(
+                        checks_job.get_subset(
+                            asset_check_selection=set(request.asset_check_keys),
+                            asset_selection=set(),
+                        ),
+                        tags=request.tags,
                     )
             return getattr(result, "cursor", None) or cursor
 
@@ -136,17 +159,13 @@ def main() -> None:
                     request = live_slots(
                         build_schedule_context(instance=instance, scheduled_execution_time=fired)
                     )
-                    jobs[slots_job.name].execute_in_process(
-                        instance=instance,
+                    launch(
+                        jobs[slots_job.name],
                         partition_key=request.partition_key,
                         tags={**request.tags, "dagster/schedule_name": "live_slots"},
-                        run_config=quiet,
-                        raise_on_error=False,
                     )
                     at(fired + timedelta(minutes=1))  # the export sensor's next minute
-                    jobs[exports_job.name].execute_in_process(
-                        instance=instance, partition_key=day.isoformat(), run_config=quiet
-                    )
+                    launch(jobs[exports_job.name], partition_key=day.isoformat())
                     cursors["gap"] = tick_sensor(gap_repair, cursors["gap"], duckdb=db)
                     cursors["alerts"] = tick_sensor(
                         alerts, cursors["alerts"], duckdb=db, alerts=webhook
@@ -161,23 +180,20 @@ def main() -> None:
                 again = recollect_yesterday(
                     build_schedule_context(instance=instance, scheduled_execution_time=night)
                 )
-                jobs[slots_job.name].execute_in_process(
-                    instance=instance, tags=again.tags, run_config=quiet, raise_on_error=False
-                )
-                jobs[exports_job.name].execute_in_process(
-                    instance=instance, partition_key=day.isoformat(), run_config=quiet
-                )
+                launch(jobs[slots_job.name], tags=again.tags)
+                launch(jobs[exports_job.name], partition_key=day.isoformat())
                 at(night + timedelta(minutes=2))
                 tidy()
                 size = instance_bytes()
                 okx.forget_requests()  # the stand-in's record, not the pipeline's memory
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                runs_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
                 duck = sum(p.stat().st_size for p in work.glob("coinsum*.duckdb"))
                 print(
                     f"{day}  {instance.get_runs_count():5d}  {size / 1e6:11.2f}  "
                     f"{(size - previous) / 1e6:7.2f}  {duck / 1e6:9.2f}  "
-                    f"{folder_bytes(work / 'exports') / 1e6:10.2f}  {peak:11.0f}  "
-                    f"{current_rss_mb():9.0f}  {time.monotonic() - started:6.0f}",
+                    f"{folder_bytes(work / 'exports') / 1e6:10.2f}  {runs_peak:9.0f}  "
+                    f"{peak:11.0f}  {current_rss_mb():9.0f}  {time.monotonic() - started:6.0f}",
                     flush=True,
                 )
                 previous = size

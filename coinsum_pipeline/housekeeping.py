@@ -32,7 +32,11 @@ from dagster import (
     RunsFilter,
 )
 
-from coinsum_pipeline.defs.dagster_compat import delete_run_leftovers, latest_check_run
+from coinsum_pipeline.defs.dagster_compat import (
+    delete_run_leftovers,
+    latest_check_run,
+    reuse_deleted_space,
+)
 
 KEEP = timedelta(hours=1)
 BATCH = 200
@@ -55,6 +59,8 @@ def tidy(instance: DagsterInstance, now: datetime, keep: timedelta = KEEP) -> Ti
             cursor=cursor,
         )
         if not records:
+            if deleted:
+                reuse_deleted_space(instance)
             return Tidied(looked, deleted)
         cursor = records[-1].dagster_run.run_id
         for record in records:

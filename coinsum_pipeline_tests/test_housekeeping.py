@@ -6,8 +6,10 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterInstance, SkipReason, build_schedule_context
+from sqlalchemy import text
 
 from coinsum_pipeline.backfill import export_range, run_slots
+from coinsum_pipeline.defs.dagster_compat import RUN_TABLES
 from coinsum_pipeline.defs.partitions import FIRST_DAY
 from coinsum_pipeline.defs.schedules import recollect_yesterday
 from coinsum_pipeline.housekeeping import KEEP, tidy
@@ -16,6 +18,15 @@ from coinsum_pipeline_tests.helpers import Pipeline, beijing
 DAY = date(2026, 1, 5)
 SLOTS = AssetKey("basket_slots")
 CHECKS = ("slot_completeness", "base_matches_okx", "no_extreme_moves", "freshness_check")
+
+
+def vacuumed(instance: DagsterInstance) -> set[str]:
+    """The instance's PostgreSQL tables that a VACUUM (not autovacuum) has been through."""
+    with instance.event_log_storage.index_connection() as connection:
+        rows = connection.execute(
+            text("SELECT relname FROM pg_stat_user_tables WHERE vacuum_count > 0")
+        ).fetchall()
+    return {name for (name,) in rows}
 
 
 def check_runs(instance: DagsterInstance) -> set[str]:
@@ -58,6 +69,8 @@ def test_superseded_runs_go_and_every_partition_stays_materialized(
         files = pipeline.db.parent / "dagster_home" / "history" / "runs"
         assert not any((files / f"{run_id}.db").exists() for run_id in gone), "their files too"
         assert (files / f"{again.run_id}.db").exists()
+    else:  # PostgreSQL: the tables vacuumed, for the next events to fill the space
+        assert vacuumed(instance) == set(RUN_TABLES)
     assert tidied.runs_deleted == 2 and tidied.runs_looked_at == len(runs_before)
     assert first.run_id not in check_runs(instance), "its check results went with it"
     assert again.run_id in check_runs(instance)
