@@ -33,6 +33,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
@@ -118,13 +119,19 @@ def main() -> None:
             sys.stderr.flush()
             child = os.fork()
             if child == 0:
+                status = 1
                 try:
                     job.execute_in_process(
                         instance=instance, run_config=quiet, raise_on_error=False, **options
                     )
+                    status = 0
+                except BaseException:
+                    traceback.print_exc()
                 finally:
-                    os._exit(0)
-            os.waitpid(child, 0)
+                    sys.stderr.flush()
+                    os._exit(status)
+            if os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]):
+                raise SystemExit(f"soak: the process of a {job.name} run failed; see above")
 
         def tidy() -> None:
             launch(jobs[housekeeping.name])

@@ -62,7 +62,7 @@ def deliver_alert() -> None:
     send_alert()
 
 
-@op(description="Delete the finished runs whose every materialization a later run superseded.")
+@op(description="Delete finished runs whose materializations and check results are superseded.")
 def tidy_instance(context: OpExecutionContext) -> None:
     tidied = tidy(context.instance, clock.now())
     context.log.info(f"deleted {tidied.runs_deleted} of {tidied.runs_looked_at} finished runs")
