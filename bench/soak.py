@@ -4,11 +4,12 @@ as the services, printing per simulated day what it leaves on disk and the memor
 Each simulated slot does what the daemon does in real time: the live schedule's run for the
 slot (its tick evaluated at :01 or :31), the day's export run the export sensor would request
 after it, a gap-repair tick, an alerts tick, housekeeping at :05 past each hour, the freshness
-check's run at its deadline (:20 or :50); each Beijing day ends with the next night's run that
-collects it again (04:03), its export, and housekeeping (04:05). The clock is moved, not
-waited for, and the stand-in OKX serves the candles of the simulated time. The instance is
-SQLite files in DAGSTER_HOME, or PostgreSQL with ``--storage postgres`` (a new database on the
-local server that ``scripts/postgres`` starts).
+check's run at its deadline (:20 or :50). At 12:03 the run that collects the morning's slots
+again, and its export; each Beijing day ends with the next night's run that collects it again
+(04:03), its export, and housekeeping (04:05). The clock is moved, not waited for, and the
+stand-in OKX serves the candles of the simulated time. The instance is SQLite files in
+DAGSTER_HOME, or PostgreSQL with ``--storage postgres`` (a new database on the local server
+that ``scripts/postgres`` starts).
 
 As in production, each run is a process of its own (forked from this one, so it starts at
 once) and this process does what the daemon and its code server do between runs: evaluating
@@ -86,7 +87,7 @@ def main() -> None:
     from coinsum_pipeline.definitions import build_defs
     from coinsum_pipeline.defs.jobs import exports_job, housekeeping, slots_job
     from coinsum_pipeline.defs.resources import resolved
-    from coinsum_pipeline.defs.schedules import live_slots, recollect_yesterday
+    from coinsum_pipeline.defs.schedules import live_slots, recollect_morning, recollect_yesterday
     from coinsum_pipeline.defs.sensors import alerts, freshness_sensor, gap_repair
     from coinsum_pipeline.settings import dagster_home
 
@@ -136,6 +137,15 @@ def main() -> None:
         def tidy() -> None:
             launch(jobs[housekeeping.name])
 
+        def collect_again(schedule, moment: datetime, day: date) -> None:
+            """A re-collection schedule's run at ``moment``, then the export run of ``day``."""
+            at(moment)
+            again = schedule(
+                build_schedule_context(instance=instance, scheduled_execution_time=moment)
+            )
+            launch(jobs[slots_job.name], tags=again.tags)
+            launch(jobs[exports_job.name], partition_key=day.isoformat())
+
         def tick_sensor(sensor, cursor: str | None, **resources) -> str | None:
             context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
             result = sensor(context)
@@ -177,18 +187,15 @@ def main() -> None:
                     cursors["alerts"] = tick_sensor(
                         alerts, cursors["alerts"], duckdb=db, alerts=webhook
                     )
+                    if (slot.hour, slot.minute) == (12, 0):
+                        collect_again(recollect_morning, slot + timedelta(minutes=3), day)
                     if slot.minute == 0:
                         at(slot + timedelta(minutes=5))
                         tidy()
                     at(slot + timedelta(minutes=20, seconds=5))  # past the freshness deadline
                     cursors["fresh"] = tick_sensor(freshness_sensor, cursors["fresh"])
                 night = day_start(day + timedelta(days=1)) + timedelta(hours=4, minutes=3)
-                at(night)  # the day collected again in one run, its exports redone
-                again = recollect_yesterday(
-                    build_schedule_context(instance=instance, scheduled_execution_time=night)
-                )
-                launch(jobs[slots_job.name], tags=again.tags)
-                launch(jobs[exports_job.name], partition_key=day.isoformat())
+                collect_again(recollect_yesterday, night, day)
                 at(night + timedelta(minutes=2))
                 tidy()
                 size = instance_bytes()

@@ -5,17 +5,19 @@ Live operation adds runs every half hour: the slot's run, its day's export run (
 exported again after each of its slots), freshness and alert runs. Their events stay in the
 instance until deleted. Tick history is bounded by ``retention`` in ``dagster.yaml``; runs are
 not, so this deletes the finished runs whose every materialization and check result was
-superseded by a later run's: a day's 48 live runs once the nightly run has collected the day
-again, the day exports of a day but the last, a slot collected again by gap repair, a
-freshness run once a later one has judged, an alert or housekeeping run (which record nothing).
+superseded by a later run's: the live runs of the slots a re-collection took again (the
+morning's at 12:03, the whole day's at 04:03 the next night), the day exports of a day but the
+last, a slot collected again by gap repair, a freshness run once a later one has judged, an
+alert or housekeeping run (which record nothing).
 
 A partition's latest materialization or check result, and the run it is in, is never deleted,
 so no stored partition looks missing in the UI and every check keeps its status; a failed run
 stays too, as a record of what failed. Each deleted run's captured logs (stdout and stderr of
 its steps) and check results go with it. Runs of the last ``KEEP`` stay whatever they hold, so
-a run somebody is looking into does not vanish under them. Run hourly (and at 04:05, right after
-the re-collection), this keeps a day's live runs until the next night, and its other runs about
-an hour: what the instance holds beyond the stored days stays under a day's live runs.
+a run somebody is looking into does not vanish under them. Run hourly (at 12:05 and 04:05 right
+after the re-collections), this keeps a live run until the next re-collection, and the other
+runs about an hour: what the instance holds beyond the stored days stays under half a day's
+live runs.
 """
 
 from __future__ import annotations

@@ -5,13 +5,20 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
-from dagster import AssetCheckKey, AssetKey, DagsterInstance, SkipReason, build_schedule_context
+from dagster import (
+    AssetCheckKey,
+    AssetKey,
+    DagsterInstance,
+    ScheduleDefinition,
+    SkipReason,
+    build_schedule_context,
+)
 from sqlalchemy import text
 
 from coinsum_pipeline.backfill import export_range, run_slots
 from coinsum_pipeline.defs.dagster_compat import RUN_TABLES
 from coinsum_pipeline.defs.partitions import FIRST_DAY
-from coinsum_pipeline.defs.schedules import recollect_yesterday
+from coinsum_pipeline.defs.schedules import RECOLLECT_TAG, recollect_morning, recollect_yesterday
 from coinsum_pipeline.housekeeping import KEEP, tidy
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
@@ -95,12 +102,24 @@ def test_a_run_holding_a_checks_latest_result_stays(pipeline: Pipeline) -> None:
     assert check_runs(pipeline.instance) == kept
 
 
-def test_the_nightly_run_collects_yesterday_again_in_one_run() -> None:
-    fired = beijing("2026-01-11 04:03")
-    request = recollect_yesterday(build_schedule_context(scheduled_execution_time=fired))
-    assert request.run_key == "recollect:2026-01-10"
-    assert request.tags["dagster/asset_partition_range_start"] == "2026-01-10-00:00"
-    assert request.tags["dagster/asset_partition_range_end"] == "2026-01-10-23:30"
-    first_day = beijing(f"{FIRST_DAY} 04:03")
-    skipped = recollect_yesterday(build_schedule_context(scheduled_execution_time=first_day))
-    assert isinstance(skipped, SkipReason), "no day before the first partition day"
+@pytest.mark.parametrize(
+    ("schedule", "fired", "day", "last"),
+    [
+        (recollect_morning, "2026-01-11 12:03", "2026-01-11", "11:30"),
+        (recollect_yesterday, "2026-01-11 04:03", "2026-01-10", "23:30"),
+    ],
+)
+def test_the_re_collections_take_slots_again_in_one_run(
+    schedule: ScheduleDefinition, fired: str, day: str, last: str
+) -> None:
+    request = schedule(build_schedule_context(scheduled_execution_time=beijing(fired)))
+    assert request.run_key == f"recollect:{request.tags[RECOLLECT_TAG]}:{day}"
+    assert request.tags["dagster/asset_partition_range_start"] == f"{day}-00:00"
+    assert request.tags["dagster/asset_partition_range_end"] == f"{day}-{last}"
+    # Fired as late as it can be and still find its day before the first partition day:
+    lag = beijing(fired).date() - date.fromisoformat(day)
+    before = beijing(f"{FIRST_DAY - timedelta(days=1) + lag} {fired[-5:]}")
+    skipped = schedule(build_schedule_context(scheduled_execution_time=before))
+    assert isinstance(skipped, SkipReason), "no slots before the first partition day"
+    on_time = schedule(build_schedule_context(scheduled_execution_time=before + timedelta(days=1)))
+    assert on_time.tags["dagster/asset_partition_range_start"] == f"{FIRST_DAY}-00:00"

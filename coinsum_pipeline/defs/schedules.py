@@ -1,14 +1,16 @@
 """The schedules: live collection (the newest slot, a minute after it starts, every 30
-minutes), each night yesterday collected again in one run, and hourly housekeeping.
+minutes), the morning's slots again at 12:03, each night yesterday again in one run, and hourly
+housekeeping.
 
-Why collect a day twice: the live schedule stores a day in 48 runs, one per slot. Collected
+Why collect slots twice: the live schedule stores a day in 48 runs, one per slot. Collected
 again in one run (the same values: an open price never changes; a late candle gets filled), the
-day's partitions are materialized by that one run, the 48 live runs are superseded, and
-housekeeping can delete them. Each stored day then keeps one run of slots and one of exports in
+slots are materialized by that one run, their live runs are superseded, and housekeeping can
+delete them. At noon that is the morning's 24 live runs, so the instance holds half a day of
+them at most; at night the whole day, which then keeps one run of slots and one of exports in
 the instance, not a hundred (see housekeeping.py).
 """
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 from dagster import (
     DefaultScheduleStatus,
@@ -53,6 +55,32 @@ def live_slots(context: ScheduleEvaluationContext) -> RunRequest:
     return RunRequest(run_key=key, partition_key=key)
 
 
+def _collect_again(day: date, count: int, name: str) -> RunRequest | SkipReason:
+    """One run of the first ``count`` slots of ``day`` (from 00:00), tagged ``name``."""
+    if day < FIRST_DAY:
+        return SkipReason(f"{day} is before the first partition day {FIRST_DAY}")
+    keys = slot_key(day_start(day)), slot_key(day_start(day) + SLOT * (count - 1))
+    return RunRequest(
+        run_key=f"recollect:{name}:{day}", tags={**partition_tags(*keys), RECOLLECT_TAG: name}
+    )
+
+
+@schedule(
+    job=slots_job,
+    cron_schedule="3 12 * * *",
+    execution_timezone="Asia/Shanghai",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description=(
+        "At 12:03 Beijing time, collects today's 24 morning slots (00:00 to 11:30) again in one "
+        "run: the same values (a late candle filled), and the morning's 24 live runs left for "
+        "housekeeping to delete."
+    ),
+)
+def recollect_morning(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+    today = context.scheduled_execution_time.astimezone(BEIJING).date()
+    return _collect_again(today, SLOTS_PER_DAY // 2, "morning")
+
+
 @schedule(
     job=slots_job,
     cron_schedule="3 4 * * *",
@@ -60,22 +88,17 @@ def live_slots(context: ScheduleEvaluationContext) -> RunRequest:
     default_status=DefaultScheduleStatus.RUNNING,
     description=(
         "At 04:03 Beijing time, collects yesterday's 48 slots again in one run: the same values "
-        "(a late candle filled), and the day's 48 live runs left for housekeeping to delete."
+        "(a late candle filled), and the day's live runs left for housekeeping to delete."
     ),
 )
 def recollect_yesterday(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
     yesterday = context.scheduled_execution_time.astimezone(BEIJING).date() - timedelta(days=1)
-    if yesterday < FIRST_DAY:
-        return SkipReason(f"{yesterday} is before the first partition day {FIRST_DAY}")
-    first = day_start(yesterday)
-    keys = slot_key(first), slot_key(first + SLOT * (SLOTS_PER_DAY - 1))
-    return RunRequest(
-        run_key=f"recollect:{yesterday}", tags={**partition_tags(*keys), RECOLLECT_TAG: "yesterday"}
-    )
+    return _collect_again(yesterday, SLOTS_PER_DAY, "yesterday")
 
 
-# Hourly, between the live slots, and at 04:05 right after the re-collection: a day's superseded
-# export and freshness runs go within the hour, its live runs the night after.
+# Hourly, between the live slots (12:05 and 04:05 right after the re-collections): a day's
+# superseded export and freshness runs go within the hour, its live runs after the next
+# re-collection.
 tidy_hourly = ScheduleDefinition(
     name="tidy_hourly",
     job=housekeeping,
