@@ -1,23 +1,23 @@
 """Soak: N days of live operation in fast time, through the same instance storage and code paths
 as the services, printing per simulated day what it leaves on disk and the memory used.
 
-Each simulated slot does what the daemon does in real time: the live schedule's run for the
-slot (its tick evaluated at :01 or :31), the day's export run the export sensor would request
-after it, a gap-repair tick, an alerts tick, housekeeping at :05 past each hour, the freshness
-check's run at its deadline (:20 or :50). At 12:03 the run that collects the morning's slots
-again, and its export; each Beijing day ends with the next night's run that collects it again
-(04:03), its export, and housekeeping (04:05). The clock is moved, not waited for, and the
-stand-in OKX serves the candles of the simulated time. The instance is SQLite files in
-DAGSTER_HOME, or PostgreSQL with ``--storage postgres`` (a new database on the local server
-that ``scripts/postgres`` starts).
+The soak is the daemon: minute by minute of simulated time it runs the daemon's own iterations,
+in process, on the code location loaded in process: the scheduler (the live slots at :01 and
+:31, the re-collections at 12:03 and 04:03, housekeeping at :05), the sensors (gap repair,
+alerts, freshness), the automation condition sensor (the day exports), and the run queue. So
+every tick, skipped or not, its captured logs and each automation evaluation are stored as in
+production. The clock is moved, not waited for, and the stand-in OKX serves the candles of the
+simulated time. The instance is SQLite files in DAGSTER_HOME, or PostgreSQL with ``--storage
+postgres`` (a new database on the local server that ``scripts/postgres`` starts).
 
-As in production, each run is a process of its own (forked from this one, so it starts at
-once) and this process does what the daemon and its code server do between runs: evaluating
-the schedules and sensors. So the memory this process keeps in use is the services' to watch
-day after day, and the runs' peak is the biggest run's.
+The run queue launches each run in a process of its own, forked from the soak
+(``soak_launcher.py``: what ``dagster api execute_run`` runs), so its memory goes when it ends,
+as with the daemon's run launcher; the soak waits for it before moving the clock on. So the
+memory the soak keeps in use is the daemon's and its code server's, to watch day after day,
+and the runs' peak is the biggest run's.
 
-Not simulated: the sensors' tick records (bounded by ``retention`` in dagster.yaml: skipped
-ticks are kept a day) and the webserver.
+A day's row is printed at 04:10 the morning after, once its re-collection and housekeeping have
+run. Not simulated: the webserver, and run monitoring (no run dies here).
 
     .venv/bin/python bench/soak.py --days 7
     .venv/bin/python bench/soak.py --days 7 --storage postgres
@@ -31,15 +31,14 @@ import gc
 import os
 import resource
 import shutil
-import sys
 import tempfile
 import time
-import traceback
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import time_machine
 from postgres import database_bytes, drop_database, new_database
+from soak_launcher import ForkRunLauncher
 
 from coinsum_pipeline.okx.fake import FakeOKX
 
@@ -56,6 +55,35 @@ def current_rss_mb() -> float:
 
 def folder_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def read_migrations_once() -> None:
+    """Dagster reads its schema migration scripts each time it builds an instance (about 40 ms
+    on SQLite), as the code server does for every sensor tick: read once here, the soak runs
+    twice as fast. Only time differs: nothing stored does."""
+    from alembic.script import ScriptDirectory
+
+    load = ScriptDirectory.from_config.__func__
+    read: dict[str, ScriptDirectory] = {}
+
+    def from_config(cls, config):
+        where = config.get_main_option("script_location")
+        if where not in read:
+            read[where] = load(cls, config)
+        return read[where]
+
+    ScriptDirectory.from_config = classmethod(from_config)
+
+
+def run_in_forks(home: Path) -> None:
+    """The instance settings of ``home`` (coinsum's, with PostgreSQL storage or without), with
+    the soak's run launcher added: a file of its own, which coinsum then leaves alone."""
+    config = home / "dagster.yaml"
+    settings = config.read_text()
+    config.unlink()
+    config.write_text(
+        settings + "\nrun_launcher:\n  module: soak_launcher\n  class: ForkRunLauncher\n"
+    )
 
 
 def main() -> None:
@@ -81,136 +109,79 @@ def main() -> None:
     if args.storage == "postgres":
         database, os.environ["COINSUM_PG_URL"] = new_database("coinsum_soak")
 
-    from dagster import DagsterInstance, build_schedule_context, build_sensor_context
+    from dagster import DagsterInstance
 
-    from coinsum_pipeline.core.slots import SLOT, day_start, epoch_ms
-    from coinsum_pipeline.definitions import build_defs
-    from coinsum_pipeline.defs.jobs import exports_job, housekeeping, slots_job
-    from coinsum_pipeline.defs.resources import resolved
-    from coinsum_pipeline.defs.schedules import live_slots, recollect_morning, recollect_yesterday
-    from coinsum_pipeline.defs.sensors import alerts, freshness_sensor, gap_repair
+    from coinsum_pipeline.core.slots import day_start, epoch_ms
+    from coinsum_pipeline.defs.dagster_compat import daemon_in_process
     from coinsum_pipeline.settings import dagster_home
 
     home = dagster_home()
-    defs = build_defs()
-    quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-    jobs = {
-        job.name: defs.resolve_job_def(job.name) for job in (slots_job, exports_job, housekeeping)
-    }
-    checks_job = defs.resolve_implicit_global_asset_job_def()
+    run_in_forks(home)
+    read_migrations_once()
+    runs_log = work / "runs.log"  # what the runs print: looked at only when one crashes
     print(f"soak: {args.days} simulated days from {first}, instance on {args.storage}, in {work}")
     print(
-        "day         runs  instance MB  +MB/day  duckdb MB  exports MB  runs' peak  "
-        "ticks' peak  in use MB  wall s"
+        "day         runs  ticks  instance MB  +MB/day  duckdb MB  exports MB  runs' peak  "
+        "daemon peak  in use MB  wall s"
     )
 
     with (
         DagsterInstance.get() as instance,
         time_machine.travel(day_start(first), tick=False) as clock,
+        daemon_in_process(instance) as daemon,
     ):
 
-        def at(moment: datetime) -> None:
+        def run_queued() -> None:
+            """The run queue's turns until it launches nothing more, each run waited for."""
+            while True:
+                daemon.launch_queued()
+                if not ForkRunLauncher.launched:
+                    return
+                while ForkRunLauncher.launched:
+                    child = ForkRunLauncher.launched.pop()
+                    if os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]):
+                        raise SystemExit(f"soak: a run's process failed; see {runs_log}")
+
+        def minute(moment: datetime) -> None:
+            """What the daemon does in a minute: schedules, sensors, automation, the queue."""
             clock.move_to(moment)
             okx.now_ms = epoch_ms(moment)
-
-        def launch(job, **options) -> None:
-            """Run ``job`` in a process of its own, as the daemon's run launcher does: forked
-            from this one, so it starts at once, and its memory goes when it ends."""
-            sys.stdout.flush()
-            sys.stderr.flush()
-            child = os.fork()
-            if child == 0:
-                status = 1
-                try:
-                    job.execute_in_process(
-                        instance=instance, run_config=quiet, raise_on_error=False, **options
-                    )
-                    status = 0
-                except BaseException:
-                    traceback.print_exc()
-                finally:
-                    sys.stderr.flush()
-                    os._exit(status)
-            if os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]):
-                raise SystemExit(f"soak: the process of a {job.name} run failed; see above")
-
-        def tidy() -> None:
-            launch(jobs[housekeeping.name])
-
-        def collect_again(schedule, moment: datetime, day: date) -> None:
-            """A re-collection schedule's run at ``moment``, then the export run of ``day``."""
-            at(moment)
-            again = schedule(
-                build_schedule_context(instance=instance, scheduled_execution_time=moment)
-            )
-            launch(jobs[slots_job.name], tags=again.tags)
-            launch(jobs[exports_job.name], partition_key=day.isoformat())
-
-        def tick_sensor(sensor, cursor: str | None, **resources) -> str | None:
-            context = build_sensor_context(instance=instance, cursor=cursor, resources=resources)
-            result = sensor(context)
-            for request in getattr(result, "run_requests", None) or []:
-                if request.asset_check_keys:  # the freshness check's own run
-                    launch(
-                        checks_job.get_subset(
-                            asset_check_selection=set(request.asset_check_keys),
-                            asset_selection=set(),
-                        ),
-                        tags=request.tags,
-                    )
-            return getattr(result, "cursor", None) or cursor
+            daemon.instigate(moment)
+            run_queued()
 
         def instance_bytes() -> int:
             return database_bytes(database) if database else folder_bytes(home)
 
-        previous, cursors = instance_bytes(), {"gap": None, "fresh": None, "alerts": None}
-        print(f"(empty)     {0:5d}  {previous / 1e6:11.2f}", flush=True)
-        with resolved("duckdb") as db, resolved("alerts") as webhook:
-            for n in range(args.days):
-                day = first + timedelta(days=n)
-                started = time.monotonic()
-                for index in range(48):
-                    slot = day_start(day) + SLOT * index
-                    fired = slot + timedelta(minutes=1)
-                    at(fired)
-                    request = live_slots(
-                        build_schedule_context(instance=instance, scheduled_execution_time=fired)
-                    )
-                    launch(
-                        jobs[slots_job.name],
-                        partition_key=request.partition_key,
-                        tags={**request.tags, "dagster/schedule_name": "live_slots"},
-                    )
-                    at(fired + timedelta(minutes=1))  # the export sensor's next minute
-                    launch(jobs[exports_job.name], partition_key=day.isoformat())
-                    cursors["gap"] = tick_sensor(gap_repair, cursors["gap"], duckdb=db)
-                    cursors["alerts"] = tick_sensor(
-                        alerts, cursors["alerts"], duckdb=db, alerts=webhook
-                    )
-                    if (slot.hour, slot.minute) == (12, 0):
-                        collect_again(recollect_morning, slot + timedelta(minutes=3), day)
-                    if slot.minute == 0:
-                        at(slot + timedelta(minutes=5))
-                        tidy()
-                    at(slot + timedelta(minutes=20, seconds=5))  # past the freshness deadline
-                    cursors["fresh"] = tick_sensor(freshness_sensor, cursors["fresh"])
-                night = day_start(day + timedelta(days=1)) + timedelta(hours=4, minutes=3)
-                collect_again(recollect_yesterday, night, day)
-                at(night + timedelta(minutes=2))
-                tidy()
-                size = instance_bytes()
-                okx.forget_requests()  # the stand-in's record, not the pipeline's memory
-                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                runs_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-                duck = sum(p.stat().st_size for p in work.glob("coinsum*.duckdb"))
-                print(
-                    f"{day}  {instance.get_runs_count():5d}  {size / 1e6:11.2f}  "
-                    f"{(size - previous) / 1e6:7.2f}  {duck / 1e6:9.2f}  "
-                    f"{folder_bytes(work / 'exports') / 1e6:10.2f}  {runs_peak:9.0f}  "
-                    f"{peak:11.0f}  {current_rss_mb():9.0f}  {time.monotonic() - started:6.0f}",
-                    flush=True,
-                )
-                previous = size
+        def ticks_stored() -> int:
+            return sum(
+                len(instance.get_ticks(state.instigator_origin_id, state.selector_id))
+                for state in instance.all_instigator_state()
+            )
+
+        previous = instance_bytes()
+        print(f"(empty)     {0:5d}  {0:5d}  {previous / 1e6:11.2f}", flush=True)
+        moment = day_start(first)
+        ForkRunLauncher.output = runs_log
+        for n in range(args.days):
+            day = first + timedelta(days=n)
+            started = time.monotonic()
+            morning_after = day_start(day + timedelta(days=1)) + timedelta(hours=4, minutes=10)
+            while moment < morning_after:
+                minute(moment)
+                moment += timedelta(minutes=1)
+            size = instance_bytes()
+            okx.forget_requests()  # the stand-in's record, not the pipeline's memory
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            runs_peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            duck = sum(p.stat().st_size for p in work.glob("coinsum*.duckdb"))
+            print(
+                f"{day}  {instance.get_runs_count():5d}  {ticks_stored():5d}  "
+                f"{size / 1e6:11.2f}  {(size - previous) / 1e6:7.2f}  {duck / 1e6:9.2f}  "
+                f"{folder_bytes(work / 'exports') / 1e6:10.2f}  {runs_peak:9.0f}  "
+                f"{peak:11.0f}  {current_rss_mb():9.0f}  {time.monotonic() - started:6.0f}",
+                flush=True,
+            )
+            previous = size
     okx.stop()
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -13,10 +14,11 @@ from dagster import (
     SkipReason,
     build_schedule_context,
 )
+from dagster._core.scheduler.instigation import InstigatorTick
 from sqlalchemy import text
 
 from coinsum_pipeline.backfill import export_range, run_slots
-from coinsum_pipeline.defs.dagster_compat import RUN_TABLES
+from coinsum_pipeline.defs.dagster_compat import TIDIED_TABLES, TickStatus, daemon_in_process
 from coinsum_pipeline.defs.partitions import FIRST_DAY
 from coinsum_pipeline.defs.schedules import RECOLLECT_TAG, recollect_morning, recollect_yesterday
 from coinsum_pipeline.housekeeping import KEEP, tidy
@@ -77,7 +79,7 @@ def test_superseded_runs_go_and_every_partition_stays_materialized(
         assert not any((files / f"{run_id}.db").exists() for run_id in gone), "their files too"
         assert (files / f"{again.run_id}.db").exists()
     else:  # PostgreSQL: the tables vacuumed, for the next events to fill the space
-        assert vacuumed(instance) == set(RUN_TABLES)
+        assert vacuumed(instance) == set(TIDIED_TABLES)
     assert tidied.runs_deleted == 2 and tidied.runs_looked_at == len(runs_before)
     assert first.run_id not in check_runs(instance), "its check results went with it"
     assert again.run_id in check_runs(instance)
@@ -100,6 +102,49 @@ def test_a_run_holding_a_checks_latest_result_stays(pipeline: Pipeline) -> None:
     kept = {slot.run_id, judged[1].run_id}
     assert {run.run_id for run in pipeline.instance.get_runs()} == kept, "the first judge went"
     assert check_runs(pipeline.instance) == kept
+
+
+def tick_records(instance: DagsterInstance) -> dict[str, list[InstigatorTick]]:
+    """Each schedule's and sensor's stored ticks, by name."""
+    return {
+        state.instigator_name: list(
+            instance.get_ticks(state.instigator_origin_id, state.selector_id)
+        )
+        for state in instance.all_instigator_state()
+    }
+
+
+def has_logs(instance: DagsterInstance, tick: InstigatorTick) -> bool:
+    data = instance.compute_log_manager.get_log_data(tick.log_key)
+    return bool(data.stdout or data.stderr)
+
+
+def test_skipped_ticks_tick_logs_and_automation_evaluations_go_after_an_hour(
+    pipeline: Pipeline, clock_at: Callable[[str], datetime]
+) -> None:
+    """The daemon's own turns for a few minutes after a slot is stored: per-minute sensors
+    skip, the freshness sensor logs, the export sensor evaluates its condition."""
+    instance = pipeline.instance
+    clock_at("2026-01-05 00:01")
+    assert run_slots([beijing("2026-01-05 00:00")], instance).success
+    with daemon_in_process(instance) as daemon:
+        for minute in ("00:02", "00:03", "00:04"):
+            daemon.instigate(clock_at(f"2026-01-05 {minute}"))
+    ticks = [tick for kept in tick_records(instance).values() for tick in kept]
+    assert {TickStatus.SKIPPED, TickStatus.SUCCESS} <= {tick.status for tick in ticks}
+    logged = [tick for tick in ticks if tick.log_key and has_logs(instance, tick)]
+    assert logged, "the freshness sensor logs at its ticks"
+    storage = instance.schedule_storage
+    assert storage.get_auto_materialize_asset_evaluations(AssetKey("day_exports"), limit=100)
+
+    assert tidy(instance, datetime.now(UTC)).ticks_deleted == 0, f"nothing within {KEEP}"
+    tidied = tidy(instance, datetime.now(UTC) + KEEP + timedelta(minutes=1))
+
+    left = [tick for kept in tick_records(instance).values() for tick in kept]
+    assert tidied.ticks_deleted == sum(t.status == TickStatus.SKIPPED for t in ticks) > 0
+    assert left and all(tick.status != TickStatus.SKIPPED for tick in left), "these stay"
+    assert not any(has_logs(instance, tick) for tick in logged), "the logs of every tick go"
+    assert not storage.get_auto_materialize_asset_evaluations(AssetKey("day_exports"), limit=100)
 
 
 @pytest.mark.parametrize(

@@ -10,22 +10,29 @@
 - What deleting a run leaves: on SQLite, the run's own file of events (about 150 KB, most of it
   empty pages); on any storage, its check results (about 3 KB each, a few hundred a day).
 - A check's latest result on one partition, and which run logged it.
-- On PostgreSQL, vacuuming the tables runs were deleted from (Dagster's own table names).
+- Tick statuses (to delete skipped ticks sooner than ``retention`` can), and deleting the
+  automation condition sensor's evaluations (about 35 KB each, kept 30 days by Dagster).
+- On PostgreSQL, vacuuming the tables housekeeping deletes from (Dagster's own table names).
+- The daemon's turns (scheduler, sensors, automation, run queue) run in process, for the soak
+  and the tests that move the clock themselves.
 - Beta, preview and superseded features (backfill policies, partitioned asset checks, the
   time-partition freshness check, which knows which slot should be there where the newer
   ``FreshnessPolicy`` only knows when the asset last changed) used without the notices that
   users cannot act on.
 
-``test_dagster_compat.py`` checks each of these against the installed Dagster, so an upgrade that
-moves one fails there, naming it.
+``test_dagster_compat.py`` checks each of these against the installed Dagster (the VACUUM, the
+ticks, the evaluations and the daemon's turns through ``test_housekeeping.py``), so an upgrade
+that moves one fails there, naming it.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -42,15 +49,21 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.scheduler.instigation import TickStatus as TickStatus  # for housekeeping
 from dagster._core.storage.event_log import SqlEventLogStorage, SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
+from dagster._core.storage.schedules import SqlScheduleStorage
+from dagster._core.storage.schedules.schema import AssetDaemonAssetEvaluationsTable
 from dagster._core.storage.tags import (
     ASSET_PARTITION_RANGE_END_TAG,
     ASSET_PARTITION_RANGE_START_TAG,
     PARTITION_NAME_TAG,
 )
+from dagster._core.workspace.context import WorkspaceProcessContext
 from dagster_postgres import PostgresEventLogStorage
 from sqlalchemy import text
+
+from coinsum_pipeline.settings import PROJECT_ROOT
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., object])
@@ -110,19 +123,39 @@ def delete_run_leftovers(instance: DagsterInstance, run_id: str) -> None:
             )
 
 
-# What deleting a run deletes from, on PostgreSQL (every storage in one database, as coinsum
-# configures it): runs and their tags, events and their tags, check results.
-RUN_TABLES = ("runs", "run_tags", "event_logs", "asset_event_tags", "asset_check_executions")
+def delete_automation_evaluations(instance: DagsterInstance, through: int) -> None:
+    """Delete the automation condition evaluations up to evaluation id ``through``: one of about
+    35 KB each time the export sensor's condition changes, which Dagster keeps 30 days (about
+    100 MB). By id, from the ticks that made them, as a tick's time is the daemon's clock and an
+    evaluation's the database's."""
+    storage = instance.schedule_storage
+    if isinstance(storage, SqlScheduleStorage) and through:
+        table = AssetDaemonAssetEvaluationsTable
+        with storage.connect() as connection:
+            connection.execute(table.delete().where(table.c.evaluation_id <= through))
+
+
+# What housekeeping deletes from, on PostgreSQL (every storage in one database, as coinsum
+# configures it): runs and their tags, events and their tags, check results, ticks, evaluations.
+TIDIED_TABLES = (
+    "runs",
+    "run_tags",
+    "event_logs",
+    "asset_event_tags",
+    "asset_check_executions",
+    "job_ticks",
+    "asset_daemon_asset_evaluations",
+)
 
 
 def reuse_deleted_space(instance: DagsterInstance) -> None:
-    """On PostgreSQL, VACUUM the tables runs were just deleted from, so the next hour's events
-    fill the space they left instead of growing the tables: autovacuum waits until a fifth of a
-    table is dead rows, hours of live operation. SQLite reuses freed pages by itself."""
+    """On PostgreSQL, VACUUM the tables housekeeping deletes from, so the next hour's events and
+    ticks fill the space they left instead of growing the tables: autovacuum waits until a fifth
+    of a table is dead rows, hours of live operation. SQLite reuses freed pages by itself."""
     storage = instance.event_log_storage
     if isinstance(storage, PostgresEventLogStorage):
         with storage.index_connection() as connection:  # AUTOCOMMIT, as VACUUM needs
-            connection.execute(text(f"VACUUM {', '.join(RUN_TABLES)}"))
+            connection.execute(text(f"VACUUM {', '.join(TIDIED_TABLES)}"))
 
 
 def latest_check_run(
@@ -139,6 +172,61 @@ def latest_check_run(
 def free_pool_slots(instance: DagsterInstance, run_id: str) -> None:
     """Free the concurrency-pool slots a dead run still holds."""
     instance.event_log_storage.free_concurrency_slots_for_run(run_id)
+
+
+class DaemonTurns:
+    """The Dagster daemon's turns, run in this process on coinsum's code location loaded in it:
+    the same code as ``dagster-daemon run`` and its code server, for the soak and the tests,
+    which move the clock themselves instead of waiting for it."""
+
+    def __init__(self, workspace: WorkspaceProcessContext) -> None:
+        from dagster._daemon.asset_daemon import AssetDaemon
+        from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
+            QueuedRunCoordinatorDaemon,
+        )
+
+        self._workspace = workspace
+        settings = workspace.instance.get_settings("auto_materialize")
+        self._automation = AssetDaemon(settings=settings, pre_sensor_interval_seconds=0)
+        self._queue = QueuedRunCoordinatorDaemon(interval_seconds=0)
+        self._schedule_times: dict = {}
+        self._logger = logging.getLogger("coinsum.daemon")
+
+    def instigate(self, now: datetime) -> None:
+        """The scheduler's ticks due by ``now``, the sensors due, the automation condition
+        sensor: ticks stored, runs queued, as the daemon does each time round."""
+        from dagster._daemon.sensor import execute_sensor_iteration
+        from dagster._scheduler.scheduler import launch_scheduled_runs
+
+        list(launch_scheduled_runs(self._workspace, self._logger, now, self._schedule_times))
+        list(execute_sensor_iteration(self._workspace, self._logger, None, None))
+        self._automation._run_iteration_impl(
+            self._workspace, threadpool_executor=None, amp_tick_futures={}, debug_crash_flags={}
+        )
+
+    def launch_queued(self) -> None:
+        """One turn of the run queue: the queued runs its limits allow, launched by the
+        instance's run launcher."""
+        list(self._queue.run_iteration(self._workspace))
+
+
+@contextmanager
+def daemon_in_process(instance: DagsterInstance) -> Iterator[DaemonTurns]:
+    """``DaemonTurns`` on ``instance``, for as long as the context lasts."""
+    from dagster._core.remote_origin import InProcessCodeLocationOrigin
+    from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+    from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
+
+    location = InProcessCodeLocationOrigin(
+        LoadableTargetOrigin(
+            module_name="coinsum_pipeline.definitions",
+            attribute="defs",
+            working_directory=str(PROJECT_ROOT),
+        ),
+        location_name="coinsum_pipeline",
+    )
+    with WorkspaceProcessContext(instance, InProcessWorkspaceLoadTarget(location)) as workspace:
+        yield DaemonTurns(workspace)
 
 
 @contextmanager

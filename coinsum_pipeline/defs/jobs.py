@@ -62,12 +62,20 @@ def deliver_alert() -> None:
     send_alert()
 
 
-@op(description="Delete finished runs whose materializations and check results are superseded.")
+@op(
+    description=(
+        "Delete finished runs whose materializations and check results are superseded, skipped "
+        "ticks, ticks' logs and automation evaluations, all older than an hour."
+    )
+)
 def tidy_instance(context: OpExecutionContext) -> None:
     tidied = tidy(context.instance, clock.now())
-    context.log.info(f"deleted {tidied.runs_deleted} of {tidied.runs_looked_at} finished runs")
+    context.log.info(
+        f"deleted {tidied.runs_deleted} of {tidied.runs_looked_at} finished runs, "
+        f"{tidied.ticks_deleted} skipped ticks"
+    )
 
 
-@job(description="Housekeeping: prune superseded runs, so the instance does not grow for ever.")
+@job(description="Housekeeping: prune superseded runs and old ticks, so the instance stays small.")
 def housekeeping() -> None:
     tidy_instance()
