@@ -17,10 +17,11 @@ memory the soak keeps in use is the daemon's and its code server's, to watch day
 and the runs' peak is the biggest run's.
 
 A day's row is printed at 04:10 the morning after, once its re-collection and housekeeping have
-run. Not simulated: the webserver, and run monitoring (no run dies here).
+run. Dagster's own log lines (the sensors' and the daemon's) go to stderr. Not simulated: the
+webserver, and run monitoring (no run dies here).
 
-    .venv/bin/python bench/soak.py --days 7
-    .venv/bin/python bench/soak.py --days 7 --storage postgres
+    .venv/bin/python bench/soak.py --days 7 2>soak.log
+    .venv/bin/python bench/soak.py --days 7 --storage postgres 2>soak.log
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ them at most; at night the whole day, which then keeps one run of slots and one 
 the instance, not a hundred (see housekeeping.py).
 """
 
+from collections.abc import Callable
 from datetime import date, timedelta
 
 from dagster import (
@@ -36,16 +37,23 @@ from coinsum_pipeline.defs.partitions import FIRST_DAY
 RECOLLECT_TAG = "coinsum/recollect"
 
 
-@schedule(
-    job=slots_job,
-    cron_schedule="1,31 * * * *",
-    execution_timezone="Asia/Shanghai",
-    default_status=DefaultScheduleStatus.RUNNING,
-    description=(
+def _collecting(cron: str, description: str) -> Callable[[Callable], ScheduleDefinition]:
+    """A schedule of ``collect_slots`` runs on Beijing time, on by default."""
+    return schedule(
+        job=slots_job,
+        cron_schedule=cron,
+        execution_timezone="Asia/Shanghai",
+        default_status=DefaultScheduleStatus.RUNNING,
+        description=description,
+    )
+
+
+@_collecting(
+    "1,31 * * * *",
+    (
         "Collects the slot that has just started, one minute into it: at :01 and :31 Beijing "
-        "time (Asia/Shanghai). Its price is the candle's "
-        "open, which is fixed from the slot's first trade on; the day's 00:00 base comes in the "
-        "same fetch."
+        "time (Asia/Shanghai). Its price is the candle's open, which is fixed from the slot's "
+        "first trade on; the day's 00:00 base comes in the same fetch."
     ),
 )
 def live_slots(context: ScheduleEvaluationContext) -> RunRequest:
@@ -65,12 +73,9 @@ def _collect_again(day: date, count: int, name: str) -> RunRequest | SkipReason:
     )
 
 
-@schedule(
-    job=slots_job,
-    cron_schedule="3 12 * * *",
-    execution_timezone="Asia/Shanghai",
-    default_status=DefaultScheduleStatus.RUNNING,
-    description=(
+@_collecting(
+    "3 12 * * *",
+    (
         "At 12:03 Beijing time, collects today's 24 morning slots (00:00 to 11:30) again in one "
         "run: the same values (a late candle filled), and the morning's 24 live runs left for "
         "housekeeping to delete."
@@ -81,12 +86,9 @@ def recollect_morning(context: ScheduleEvaluationContext) -> RunRequest | SkipRe
     return _collect_again(today, SLOTS_PER_DAY // 2, "morning")
 
 
-@schedule(
-    job=slots_job,
-    cron_schedule="3 4 * * *",
-    execution_timezone="Asia/Shanghai",
-    default_status=DefaultScheduleStatus.RUNNING,
-    description=(
+@_collecting(
+    "3 4 * * *",
+    (
         "At 04:03 Beijing time, collects yesterday's 48 slots again in one run: the same values "
         "(a late candle filled), and the day's live runs left for housekeeping to delete."
     ),
