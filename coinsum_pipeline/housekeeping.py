@@ -3,12 +3,14 @@ shows.
 
 Live operation adds runs every half hour: the slot's run, its day's export run (a day is
 exported again after each of its slots), freshness and alert runs. Their events stay in the
-instance until deleted. Tick history is bounded by ``retention`` in ``dagster.yaml``; runs are
-not, so this deletes the finished runs whose every materialization and check result was
-superseded by a later run's: the live runs of the slots a re-collection took again (the
-morning's at 12:03, the whole day's at 04:03 the next night), the day exports of a day but the
-last, a slot collected again by gap repair, a freshness run once a later one has judged, an
-alert or housekeeping run (which record nothing).
+instance until deleted. Tick history is bounded by ``retention`` in ``dagster.yaml``, in whole
+days only (``_tidy_ticks`` says why that is not enough); runs are not bounded at all. So this
+deletes the skipped ticks, the ticks' logs and the automation evaluations of more than ``KEEP``
+ago, and the finished runs whose every materialization and check result was superseded by a
+later run's: the live runs of the slots a re-collection took again (the morning's at 12:03, the
+whole day's at 04:03 the next night), the day exports of a day but the last, a slot collected
+again by gap repair, a freshness run once a later one has judged, an alert or housekeeping run
+(which record nothing).
 
 A partition's latest materialization or check result, and the run it is in, is never deleted,
 so no stored partition looks missing in the UI and every check keeps its status; a failed run
@@ -104,7 +106,8 @@ def _tidy_ticks(instance: DagsterInstance, cutoff: datetime) -> tuple[int, int]:
             if tick.log_key:
                 instance.compute_log_manager.delete_logs(log_key=tick.log_key)
             deleted += tick.status == TickStatus.SKIPPED
-            # An automation evaluation's id is its tick's (or the id of the tick it retried).
+            # An automation evaluation's id is its tick's (or that of the tick it retried), and
+            # tick ids grow with time: the evaluations up to the newest id here are this old.
             evaluated = max(evaluated, tick.automation_condition_evaluation_id)
         instance.purge_ticks(origin, selector, before=before, tick_statuses=[TickStatus.SKIPPED])
     return deleted, evaluated
