@@ -114,6 +114,7 @@ def main() -> None:
 
     from coinsum_pipeline.core.slots import day_start, epoch_ms
     from coinsum_pipeline.defs.dagster_compat import daemon_in_process
+    from coinsum_pipeline.housekeeping import stored_ticks
     from coinsum_pipeline.settings import dagster_home
 
     home = dagster_home()
@@ -154,10 +155,7 @@ def main() -> None:
             return database_bytes(database) if database else folder_bytes(home)
 
         def ticks_stored() -> int:
-            return sum(
-                len(instance.get_ticks(state.instigator_origin_id, state.selector_id))
-                for state in instance.all_instigator_state()
-            )
+            return sum(len(ticks) for _, ticks in stored_ticks(instance))
 
         previous = instance_bytes()
         print(f"(empty)     {0:5d}  {0:5d}  {previous / 1e6:11.2f}", flush=True)

@@ -24,8 +24,10 @@ live runs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from dagster import (
     AssetRecordsFilter,
@@ -43,6 +45,9 @@ from coinsum_pipeline.defs.dagster_compat import (
     latest_check_run,
     reuse_deleted_space,
 )
+
+if TYPE_CHECKING:
+    from dagster._core.scheduler.instigation import InstigatorState, InstigatorTick
 
 KEEP = timedelta(hours=1)
 BATCH = 200
@@ -100,17 +105,30 @@ def _tidy_ticks(instance: DagsterInstance, cutoff: datetime) -> tuple[int, int]:
     """
     before = cutoff.timestamp()
     deleted, evaluated = 0, 0
-    for state in instance.all_instigator_state():
-        origin, selector = state.instigator_origin_id, state.selector_id
-        for tick in instance.get_ticks(origin, selector, before=before):
+    for state, ticks in stored_ticks(instance, before):
+        for tick in ticks:
             if tick.log_key:
                 instance.compute_log_manager.delete_logs(log_key=tick.log_key)
             deleted += tick.status == TickStatus.SKIPPED
             # An automation evaluation's id is its tick's (or that of the tick it retried), and
             # tick ids grow with time: the evaluations up to the newest id here are this old.
             evaluated = max(evaluated, tick.automation_condition_evaluation_id)
-        instance.purge_ticks(origin, selector, before=before, tick_statuses=[TickStatus.SKIPPED])
+        instance.purge_ticks(
+            state.instigator_origin_id,
+            state.selector_id,
+            before=before,
+            tick_statuses=[TickStatus.SKIPPED],
+        )
     return deleted, evaluated
+
+
+def stored_ticks(
+    instance: DagsterInstance, before: float | None = None
+) -> Iterator[tuple[InstigatorState, Sequence[InstigatorTick]]]:
+    """Each schedule's and sensor's stored ticks (those from before the timestamp ``before``)."""
+    for state in instance.all_instigator_state():
+        origin, selector = state.instigator_origin_id, state.selector_id
+        yield state, instance.get_ticks(origin, selector, before=before)
 
 
 def _superseded(instance: DagsterInstance, run_id: str) -> bool:

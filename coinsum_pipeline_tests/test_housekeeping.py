@@ -21,7 +21,7 @@ from coinsum_pipeline.backfill import export_range, run_slots
 from coinsum_pipeline.defs.dagster_compat import TIDIED_TABLES, TickStatus, daemon_in_process
 from coinsum_pipeline.defs.partitions import FIRST_DAY
 from coinsum_pipeline.defs.schedules import RECOLLECT_TAG, recollect_morning, recollect_yesterday
-from coinsum_pipeline.housekeeping import KEEP, tidy
+from coinsum_pipeline.housekeeping import KEEP, stored_ticks, tidy
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 DAY = date(2026, 1, 5)
@@ -104,14 +104,8 @@ def test_a_run_holding_a_checks_latest_result_stays(pipeline: Pipeline) -> None:
     assert check_runs(pipeline.instance) == kept
 
 
-def tick_records(instance: DagsterInstance) -> dict[str, list[InstigatorTick]]:
-    """Each schedule's and sensor's stored ticks, by name."""
-    return {
-        state.instigator_name: list(
-            instance.get_ticks(state.instigator_origin_id, state.selector_id)
-        )
-        for state in instance.all_instigator_state()
-    }
+def all_ticks(instance: DagsterInstance) -> list[InstigatorTick]:
+    return [tick for _, ticks in stored_ticks(instance) for tick in ticks]
 
 
 def has_logs(instance: DagsterInstance, tick: InstigatorTick) -> bool:
@@ -130,7 +124,7 @@ def test_skipped_ticks_tick_logs_and_automation_evaluations_go_after_an_hour(
     with daemon_in_process(instance) as daemon:
         for minute in ("00:02", "00:03", "00:04"):
             daemon.instigate(clock_at(f"2026-01-05 {minute}"))
-    ticks = [tick for kept in tick_records(instance).values() for tick in kept]
+    ticks = all_ticks(instance)
     assert {TickStatus.SKIPPED, TickStatus.SUCCESS} <= {tick.status for tick in ticks}
     logged = [tick for tick in ticks if tick.log_key and has_logs(instance, tick)]
     assert logged, "the freshness sensor logs at its ticks"
@@ -140,7 +134,7 @@ def test_skipped_ticks_tick_logs_and_automation_evaluations_go_after_an_hour(
     assert tidy(instance, datetime.now(UTC)).ticks_deleted == 0, f"nothing within {KEEP}"
     tidied = tidy(instance, datetime.now(UTC) + KEEP + timedelta(minutes=1))
 
-    left = [tick for kept in tick_records(instance).values() for tick in kept]
+    left = all_ticks(instance)
     assert tidied.ticks_deleted == sum(t.status == TickStatus.SKIPPED for t in ticks) > 0
     assert left and all(tick.status != TickStatus.SKIPPED for tick in left), "these stay"
     assert not any(has_logs(instance, tick) for tick in logged), "the logs of every tick go"
