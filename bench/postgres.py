@@ -10,25 +10,27 @@ import psycopg2
 SOCKET = "/var/run/postgresql"
 
 
-def new_database(prefix: str) -> tuple[str, str]:
-    """A new database, set up as ``scripts/postgres`` sets up production's; its name and URL."""
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+def _as_admin(*statements: str) -> None:
+    """Run ``statements`` on the server's own ``postgres`` database, outside a transaction (as
+    CREATE and DROP DATABASE need)."""
     admin = psycopg2.connect(dbname="postgres", host=SOCKET)
     admin.autocommit = True
     with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-        cursor.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = off')
+        for statement in statements:
+            cursor.execute(statement)
     admin.close()
+
+
+def new_database(prefix: str) -> tuple[str, str]:
+    """A new database, set up as ``scripts/postgres`` sets up production's; its name and URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    _as_admin(f'CREATE DATABASE "{name}"', f'ALTER DATABASE "{name}" SET synchronous_commit = off')
     return name, f"postgresql+psycopg2:///{name}?host={SOCKET}"
 
 
 def drop_database(name: str) -> None:
     """Drop a database ``new_database`` made, once its instance is closed."""
-    admin = psycopg2.connect(dbname="postgres", host=SOCKET)
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.close()
+    _as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def database_bytes(name: str) -> int:
