@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from dagster import (
     AssetRecordsFilter,
@@ -39,15 +38,14 @@ from dagster import (
 )
 
 from coinsum_pipeline.defs.dagster_compat import (
+    InstigatorState,
+    InstigatorTick,
     TickStatus,
     delete_automation_evaluations,
     delete_run_leftovers,
     latest_check_run,
     reuse_deleted_space,
 )
-
-if TYPE_CHECKING:
-    from dagster._core.scheduler.instigation import InstigatorState, InstigatorTick
 
 KEEP = timedelta(hours=1)
 BATCH = 200

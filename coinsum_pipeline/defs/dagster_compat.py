@@ -49,7 +49,15 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 from dagster._core.event_api import PartitionKeyFilter
-from dagster._core.scheduler.instigation import TickStatus as TickStatus  # for housekeeping
+from dagster._core.scheduler.instigation import (  # for housekeeping
+    InstigatorState as InstigatorState,
+)
+from dagster._core.scheduler.instigation import (
+    InstigatorTick as InstigatorTick,
+)
+from dagster._core.scheduler.instigation import (
+    TickStatus as TickStatus,
+)
 from dagster._core.storage.event_log import SqlEventLogStorage, SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable
 from dagster._core.storage.schedules import SqlScheduleStorage
