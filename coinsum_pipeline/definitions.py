@@ -20,7 +20,7 @@ from coinsum_pipeline.defs.jobs import deliver_alert, exports_job, housekeeping,
 from coinsum_pipeline.defs.resources import build_resources
 from coinsum_pipeline.defs.schedules import (
     live_slots,
-    recollect_morning,
+    recollect_today,
     recollect_yesterday,
     tidy_hourly,
 )
@@ -39,7 +39,7 @@ def build_defs() -> Definitions:
         assets=[basket_slots, day_exports],
         asset_checks=[slot_completeness, base_matches_okx, no_extreme_moves, freshness_check],
         jobs=[slots_job, exports_job, deliver_alert, housekeeping],
-        schedules=[live_slots, recollect_morning, recollect_yesterday, tidy_hourly],
+        schedules=[live_slots, recollect_today, recollect_yesterday, tidy_hourly],
         sensors=[gap_repair, export_on_new_slots, freshness_sensor, alerts],
         resources=build_resources(),
         # Every run's steps in one process: a run's steps are small (one fetch, three checks),

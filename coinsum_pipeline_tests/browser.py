@@ -80,13 +80,13 @@ def graphql(url: str, query: str, variables: dict) -> dict:
 def turn_off_live_collection(env: dict[str, str]) -> None:
     """Stop, in the instance ``env`` names, what collects on the real clock, as a user would in
     the UI: the live schedule, gap repair (today's slots and the last 48 hours) and the
-    re-collections (the morning at 12:03, yesterday at 04:03), beside what a test launches and
-    counts."""
+    re-collections (the day so far every three hours, yesterday at 00:03), beside what a test
+    launches and counts."""
     dagster = Path(sys.executable).parent / "dagster"
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
     for kind, name in (
         ("schedule", "live_slots"),
-        ("schedule", "recollect_morning"),
+        ("schedule", "recollect_today"),
         ("schedule", "recollect_yesterday"),
         ("sensor", "gap_repair"),
     ):

@@ -1,17 +1,17 @@
 """The schedules: live collection (the newest slot, a minute after it starts, every 30
-minutes), the morning's slots again at 12:03, each night yesterday again in one run, and hourly
+minutes), the day so far again every three hours, yesterday again at 00:03, and hourly
 housekeeping.
 
 Why collect slots twice: the live schedule stores a day in 48 runs, one per slot. Collected
 again in one run (the same values: an open price never changes; a late candle gets filled), the
 slots are materialized by that one run, their live runs are superseded, and housekeeping can
-delete them. At noon that is the morning's 24 live runs, so the instance holds half a day of
-them at most; at night the whole day, which then keeps one run of slots and one of exports in
-the instance, not a hundred (see housekeeping.py).
+delete them, with the previous re-collection of the day. So the instance holds at most six live
+runs and one run of the day so far (see housekeeping.py), and each stored day keeps one run of
+slots and one of exports, not a hundred.
 """
 
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import datetime, timedelta
 
 from dagster import (
     DefaultScheduleStatus,
@@ -63,44 +63,47 @@ def live_slots(context: ScheduleEvaluationContext) -> RunRequest:
     return RunRequest(run_key=key, partition_key=key)
 
 
-def _collect_again(day: date, count: int, name: str) -> RunRequest | SkipReason:
-    """One run of the first ``count`` slots of ``day`` (from 00:00), tagged ``name``."""
-    if day < FIRST_DAY:
-        return SkipReason(f"{day} is before the first partition day {FIRST_DAY}")
-    keys = slot_key(day_start(day)), slot_key(day_start(day) + SLOT * (count - 1))
+def _collect_again(first: datetime, last: datetime, name: str) -> RunRequest | SkipReason:
+    """One run of the slots ``first`` to ``last``, tagged ``name``."""
+    if first.date() < FIRST_DAY:
+        return SkipReason(f"{first.date()} is before the first partition day {FIRST_DAY}")
+    keys = slot_key(first), slot_key(last)
     return RunRequest(
-        run_key=f"recollect:{name}:{day}", tags={**partition_tags(*keys), RECOLLECT_TAG: name}
+        run_key=f"recollect:{name}:{keys[1]}",
+        tags={**partition_tags(*keys), RECOLLECT_TAG: name},
     )
 
 
 @_collecting(
-    "3 12 * * *",
+    "3 3-21/3 * * *",
     (
-        "At 12:03 Beijing time, collects today's 24 morning slots (00:00 to 11:30) again in one "
-        "run: the same values (a late candle filled), and the morning's 24 live runs left for "
-        "housekeeping to delete."
+        "Every three hours from 03:03 to 21:03 Beijing time, collects today's slots so far "
+        "(00:00 to the slot that has just started) again in one run: the same values (a late "
+        "candle filled), and the live runs since the last re-collection, with that run, left "
+        "for housekeeping to delete."
     ),
 )
-def recollect_morning(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    today = context.scheduled_execution_time.astimezone(BEIJING).date()
-    return _collect_again(today, SLOTS_PER_DAY // 2, "morning")
+def recollect_today(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
+    now = current_slot(context.scheduled_execution_time)
+    return _collect_again(day_start(now.date()), now, "today")
 
 
 @_collecting(
-    "3 4 * * *",
+    "3 0 * * *",
     (
-        "At 04:03 Beijing time, collects yesterday's 48 slots again in one run: the same values "
-        "(a late candle filled), and the day's live runs left for housekeeping to delete."
+        "At 00:03 Beijing time, collects yesterday's 48 slots again in one run: the same values "
+        "(a late candle filled), and the day's last live runs and its last re-collection left "
+        "for housekeeping to delete."
     ),
 )
 def recollect_yesterday(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
-    yesterday = context.scheduled_execution_time.astimezone(BEIJING).date() - timedelta(days=1)
-    return _collect_again(yesterday, SLOTS_PER_DAY, "yesterday")
+    today = context.scheduled_execution_time.astimezone(BEIJING).date()
+    first = day_start(today - timedelta(days=1))
+    return _collect_again(first, first + SLOT * (SLOTS_PER_DAY - 1), "yesterday")
 
 
-# Hourly, between the live slots (12:05 and 04:05 right after the re-collections): a day's
-# superseded export and freshness runs go within the hour, its live runs after the next
-# re-collection.
+# Hourly, between the live slots and after the re-collections: a day's superseded export and
+# freshness runs go within the hour, its live runs within an hour of the next re-collection.
 tidy_hourly = ScheduleDefinition(
     name="tidy_hourly",
     job=housekeeping,
