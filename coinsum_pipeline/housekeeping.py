@@ -37,6 +37,7 @@ from dagster import (
     RunsFilter,
 )
 
+from coinsum_pipeline.core.slots import BEIJING
 from coinsum_pipeline.defs.dagster_compat import (
     InstigatorState,
     InstigatorTick,
@@ -44,7 +45,7 @@ from coinsum_pipeline.defs.dagster_compat import (
     delete_automation_evaluations,
     delete_run_leftovers,
     latest_check_run,
-    reuse_deleted_space,
+    reclaim_deleted_space,
 )
 
 KEEP = timedelta(hours=1)
@@ -60,12 +61,13 @@ class Tidied:
 
 def tidy(instance: DagsterInstance, now: datetime, keep: timedelta = KEEP) -> Tidied:
     """Delete the superseded runs, the skipped ticks, the ticks' captured logs and the automation
-    evaluations from more than ``keep`` before ``now``."""
+    evaluations from more than ``keep`` before ``now``, and give their space back; in the first
+    pass of a Beijing day (hourly at :05, that is 00:05), the space in indexes too."""
     cutoff = now - keep
     looked, deleted = _tidy_runs(instance, cutoff)
     ticks, evaluated = _tidy_ticks(instance, cutoff)
     delete_automation_evaluations(instance, through=evaluated)
-    reuse_deleted_space(instance)
+    reclaim_deleted_space(instance, rebuild_indexes=now.astimezone(BEIJING).hour == 0)
     return Tidied(looked, deleted, ticks)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from dagster import (
@@ -18,9 +21,15 @@ from dagster._core.scheduler.instigation import InstigatorTick
 from sqlalchemy import text
 
 from coinsum_pipeline.backfill import export_range, run_slots
-from coinsum_pipeline.defs.dagster_compat import TIDIED_TABLES, TickStatus, daemon_in_process
+from coinsum_pipeline.core.slots import BEIJING
+from coinsum_pipeline.defs.dagster_compat import (
+    REINDEXED_TABLES,
+    VACUUMED_TABLES,
+    TickStatus,
+    daemon_in_process,
+)
 from coinsum_pipeline.defs.partitions import FIRST_DAY
-from coinsum_pipeline.defs.schedules import RECOLLECT_TAG, recollect_morning, recollect_yesterday
+from coinsum_pipeline.defs.schedules import RECOLLECT_TAG, recollect_today, recollect_yesterday
 from coinsum_pipeline.housekeeping import KEEP, stored_ticks, tidy
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
@@ -36,6 +45,29 @@ def vacuumed(instance: DagsterInstance) -> set[str]:
             text("SELECT relname FROM pg_stat_user_tables WHERE vacuum_count > 0")
         ).fetchall()
     return {name for (name,) in rows}
+
+
+def index_files(instance: DagsterInstance) -> dict[str, int]:
+    """The file of each of the instance's PostgreSQL indexes on ``REINDEXED_TABLES``: a rebuilt
+    index has a new one."""
+    with instance.event_log_storage.index_connection() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT indexrelid::regclass::text, pg_relation_filenode(indexrelid) FROM pg_index"
+                " WHERE indrelid::regclass::text = ANY(:tables)"
+            ),
+            {"tables": list(REINDEXED_TABLES)},
+        ).fetchall()
+    return dict(rows)
+
+
+def free_pages(home: Path) -> dict[str, int]:
+    """The pages SQLite holds free in each of the instance's shared files in ``home``."""
+    pages = {}
+    for name in ("history/runs.db", "history/runs/index.db", "schedules/schedules.db"):
+        with closing(sqlite3.connect(home / name)) as db:
+            pages[name] = db.execute("PRAGMA freelist_count").fetchone()[0]
+    return pages
 
 
 def check_runs(instance: DagsterInstance) -> set[str]:
@@ -70,16 +102,24 @@ def test_superseded_runs_go_and_every_partition_stays_materialized(
 
     now = datetime.now(UTC)
     assert tidy(instance, now).runs_deleted == 0, f"nothing is deleted within {KEEP}"
-    tidied = tidy(instance, now + KEEP + timedelta(minutes=1))
+    # The first pass of a Beijing day, over an hour later: the nightly one.
+    nightly = beijing(f"{(now + KEEP).astimezone(BEIJING).date() + timedelta(days=1)} 00:05")
+    indexes = index_files(instance) if storage == "pg_pipeline" else {}
+    tidied = tidy(instance, nightly)
 
     gone = runs_before - {run.run_id for run in instance.get_runs()}
     assert gone == {first.run_id, early_export}, "just the superseded ones"
     if storage == "pipeline":  # SQLite: a file of events per run
-        files = pipeline.db.parent / "dagster_home" / "history" / "runs"
+        home = pipeline.db.parent / "dagster_home"
+        files = home / "history" / "runs"
         assert not any((files / f"{run_id}.db").exists() for run_id in gone), "their files too"
         assert (files / f"{again.run_id}.db").exists()
+        assert set(free_pages(home).values()) == {0}, "the shared files give the space back"
     else:  # PostgreSQL: the tables vacuumed, for the next events to fill the space
-        assert vacuumed(instance) == set(TIDIED_TABLES)
+        assert vacuumed(instance) == set(VACUUMED_TABLES)
+        rebuilt = index_files(instance)
+        assert len(rebuilt) > len(REINDEXED_TABLES), "the tables' indexes, rebuilt nightly:"
+        assert not set(rebuilt.items()) & set(indexes.items()), "each has a new file"
     assert tidied.runs_deleted == 2 and tidied.runs_looked_at == len(runs_before)
     assert first.run_id not in check_runs(instance), "its check results went with it"
     assert again.run_id in check_runs(instance)
@@ -144,15 +184,16 @@ def test_skipped_ticks_tick_logs_and_automation_evaluations_go_after_an_hour(
 @pytest.mark.parametrize(
     ("schedule", "fired", "day", "last"),
     [
-        (recollect_morning, "2026-01-11 12:03", "2026-01-11", "11:30"),
-        (recollect_yesterday, "2026-01-11 04:03", "2026-01-10", "23:30"),
+        (recollect_today, "2026-01-11 03:03", "2026-01-11", "03:00"),
+        (recollect_today, "2026-01-11 21:03", "2026-01-11", "21:00"),
+        (recollect_yesterday, "2026-01-11 00:03", "2026-01-10", "23:30"),
     ],
 )
 def test_the_re_collections_take_slots_again_in_one_run(
     schedule: ScheduleDefinition, fired: str, day: str, last: str
 ) -> None:
     request = schedule(build_schedule_context(scheduled_execution_time=beijing(fired)))
-    assert request.run_key == f"recollect:{request.tags[RECOLLECT_TAG]}:{day}"
+    assert request.run_key == f"recollect:{request.tags[RECOLLECT_TAG]}:{day}-{last}"
     assert request.tags["dagster/asset_partition_range_start"] == f"{day}-00:00"
     assert request.tags["dagster/asset_partition_range_end"] == f"{day}-{last}"
     # Fired as late as it can be and still find its day before the first partition day:
