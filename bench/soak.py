@@ -3,12 +3,14 @@ as the services, printing per simulated day what it leaves on disk and the memor
 
 The soak is the daemon: minute by minute of simulated time it runs the daemon's own iterations,
 in process, on the code location loaded in process: the scheduler (the live slots at :01 and
-:31, the re-collections at 12:03 and 04:03, housekeeping at :05), the sensors (gap repair,
-alerts, freshness), the automation condition sensor (the day exports), and the run queue. So
-every tick, skipped or not, its captured logs and each automation evaluation are stored as in
-production. The clock is moved, not waited for, and the stand-in OKX serves the candles of the
-simulated time. The instance is SQLite files in DAGSTER_HOME, or PostgreSQL with ``--storage
-postgres`` (a new database on the local server that ``scripts/postgres`` starts).
+:31, the day so far again every three hours from 03:03, yesterday again at 00:03, housekeeping
+at :05), the sensors (gap repair, alerts, freshness), the automation condition sensor (the day
+exports), and the run queue. So every tick, skipped or not, its captured logs and each
+automation evaluation are stored as in production. The clock is moved, not waited for, and the
+stand-in OKX serves the candles of the simulated time. The instance is SQLite files in
+DAGSTER_HOME, or PostgreSQL with ``--storage postgres`` (a new database on the local server
+that ``scripts/postgres`` starts; the soak's storage operations share a pool of connections, see
+``postgres.share_connections``).
 
 The run queue launches each run in a process of its own, forked from the soak
 (``soak_launcher.py``: what ``dagster api execute_run`` runs), so its memory goes when it ends,
@@ -17,8 +19,10 @@ memory the soak keeps in use is the daemon's and its code server's, to watch day
 and the runs' peak is the biggest run's.
 
 A day's row is printed at 04:10 the morning after, once its re-collection and housekeeping have
-run. Dagster's own log lines (the sensors' and the daemon's) go to stderr. Not simulated: the
-webserver, and run monitoring (no run dies here).
+run. Its peak is the largest size the instance had since the previous row at :04 past an hour,
+just before housekeeping, when the hour's runs and ticks are all still there. Dagster's own log
+lines (the sensors' and the daemon's) go to stderr. Not simulated: the webserver, and run
+monitoring (no run dies here).
 
     .venv/bin/python bench/soak.py --days 7 2>soak.log
     .venv/bin/python bench/soak.py --days 7 --storage postgres 2>soak.log
@@ -38,7 +42,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import time_machine
-from postgres import database_bytes, drop_database, new_database
+from postgres import database_bytes, drop_database, new_database, share_connections
 from soak_launcher import ForkRunLauncher
 
 from coinsum_pipeline.okx.fake import FakeOKX
@@ -109,6 +113,7 @@ def main() -> None:
     database = None
     if args.storage == "postgres":
         database, os.environ["COINSUM_PG_URL"] = new_database("coinsum_soak")
+        share_connections()
 
     from dagster import DagsterInstance
 
@@ -123,8 +128,8 @@ def main() -> None:
     runs_log = work / "runs.log"  # what the runs print: looked at only when one crashes
     print(f"soak: {args.days} simulated days from {first}, instance on {args.storage}, in {work}")
     print(
-        "day         runs  ticks  instance MB  +MB/day  duckdb MB  exports MB  runs' peak  "
-        "daemon peak  in use MB  wall s"
+        "day         runs  ticks  instance MB  +MB/day  peak MB  duckdb MB  exports MB  "
+        "runs' peak  daemon peak  in use MB  wall s"
     )
 
     with (
@@ -165,8 +170,11 @@ def main() -> None:
             day = first + timedelta(days=n)
             started = time.monotonic()
             morning_after = day_start(day + timedelta(days=1)) + timedelta(hours=4, minutes=10)
+            highest = 0
             while moment < morning_after:
                 minute(moment)
+                if moment.minute == 4:
+                    highest = max(highest, instance_bytes())
                 moment += timedelta(minutes=1)
             size = instance_bytes()
             okx.forget_requests()  # the stand-in's record, not the pipeline's memory
@@ -175,7 +183,8 @@ def main() -> None:
             duck = sum(p.stat().st_size for p in work.glob("coinsum*.duckdb"))
             print(
                 f"{day}  {instance.get_runs_count():5d}  {ticks_stored():5d}  "
-                f"{size / 1e6:11.2f}  {(size - previous) / 1e6:7.2f}  {duck / 1e6:9.2f}  "
+                f"{size / 1e6:11.2f}  {(size - previous) / 1e6:7.2f}  {highest / 1e6:7.2f}  "
+                f"{duck / 1e6:9.2f}  "
                 f"{folder_bytes(work / 'exports') / 1e6:10.2f}  {runs_peak:9.0f}  "
                 f"{peak:11.0f}  {current_rss_mb():9.0f}  {time.monotonic() - started:6.0f}",
                 flush=True,
