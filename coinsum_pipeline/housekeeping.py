@@ -7,19 +7,20 @@ instance until deleted. Tick history is bounded by ``retention`` in ``dagster.ya
 days only (``_tidy_ticks`` says why that is not enough); runs are not bounded at all. So this
 deletes the skipped ticks, the ticks' logs and the automation evaluations of more than ``KEEP``
 ago, and the finished runs whose every materialization and check result was superseded by a
-later run's: the live runs of the slots a re-collection took again (the morning's at 12:03, the
-whole day's at 04:03 the next night), the day exports of a day but the last, a slot collected
-again by gap repair, a freshness run once a later one has judged, an alert or housekeeping run
-(which record nothing).
+later run's: the live runs of the slots a re-collection took again (the day so far every three
+hours, the whole day at 00:03 the next night) and the previous re-collection, the day exports
+of a day but the last, a slot collected again by gap repair, a freshness run once a later one
+has judged, an alert or housekeeping run (which record nothing). Then it gives the space back
+(``reclaim_deleted_space``).
 
 A partition's latest materialization or check result, and the run it is in, is never deleted,
 so no stored partition looks missing in the UI and every check keeps its status; a failed run
 stays too, as a record of what failed. Each deleted run's captured logs (stdout and stderr of
 its steps) and check results go with it. Runs of the last ``KEEP`` stay whatever they hold, so
-a run somebody is looking into does not vanish under them. Run hourly (at 12:05 and 04:05 right
-after the re-collections), this keeps a live run until the next re-collection, and the other
-runs about an hour: what the instance holds beyond the stored days stays under half a day's
-live runs.
+a run somebody is looking into does not vanish under them. Run hourly at :05, two minutes after
+the re-collections, this keeps a live run at most about four hours (until an hour after the
+next re-collection), and the other runs about an hour: beyond the stored days, the instance
+holds the live runs of at most the last four hours, and the day's last re-collection or two.
 """
 
 from __future__ import annotations

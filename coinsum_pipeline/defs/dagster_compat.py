@@ -12,7 +12,8 @@
 - A check's latest result on one partition, and which run logged it.
 - Tick statuses (to delete skipped ticks sooner than ``retention`` can), and deleting the
   automation condition sensor's evaluations (about 35 KB each, kept 30 days by Dagster).
-- On PostgreSQL, vacuuming the tables housekeeping deletes from (Dagster's own table names).
+- Giving back the space housekeeping frees: VACUUM of Dagster's own tables (by name) or files,
+  and a rebuild of its indexes.
 - The daemon's turns (scheduler, sensors, automation, run queue) run in process, for the soak
   and the tests that move the clock themselves.
 - Beta, preview and superseded features (backfill policies, partitioned asset checks, the
