@@ -63,12 +63,12 @@ class Tidied:
 def tidy(instance: DagsterInstance, now: datetime, keep: timedelta = KEEP) -> Tidied:
     """Delete the superseded runs, the skipped ticks, the ticks' captured logs and the automation
     evaluations from more than ``keep`` before ``now``, and give their space back; in the first
-    pass of a Beijing day (hourly at :05, that is 00:05), the space in indexes too."""
+    pass of a Beijing day (hourly at :05, that is 00:05), the nightly part of it too."""
     cutoff = now - keep
     looked, deleted = _tidy_runs(instance, cutoff)
     ticks, evaluated = _tidy_ticks(instance, cutoff)
     delete_automation_evaluations(instance, through=evaluated)
-    reclaim_deleted_space(instance, rebuild_indexes=now.astimezone(BEIJING).hour == 0)
+    reclaim_deleted_space(instance, nightly=now.astimezone(BEIJING).hour == 0)
     return Tidied(looked, deleted, ticks)
 
 
