@@ -5,9 +5,9 @@ housekeeping.
 Why collect slots twice: the live schedule stores a day in 48 runs, one per slot. Collected
 again in one run (the same values: an open price never changes; a late candle gets filled), the
 slots are materialized by that one run, their live runs are superseded, and housekeeping can
-delete them, with the previous re-collection of the day. So the instance holds at most six live
-runs and one run of the day so far (see housekeeping.py), and each stored day keeps one run of
-slots and one of exports, not a hundred.
+delete them, with the previous re-collection of the day. So the instance holds the live runs of
+a few hours at most (see housekeeping.py), and each stored day keeps one run of slots and one of
+exports, not a hundred.
 """
 
 from collections.abc import Callable
