@@ -22,7 +22,9 @@ A day's row is printed at 04:10 the morning after, once its re-collection and ho
 run. Its peak is the largest size the instance had since the previous row at :04 past an hour,
 just before housekeeping, when the hour's runs and ticks are all still there. Dagster's own log
 lines (the sensors' and the daemon's) go to stderr. Not simulated: the webserver, and run
-monitoring (no run dies here).
+monitoring (no run dies here). Dagster holds back SIGINT and SIGTERM during its turns (as the
+daemon does, to finish a tick), so a soak may not stop on them: stop it with SIGKILL, then drop
+its ``coinsum_soak_*`` database and remove its work folder.
 
     .venv/bin/python bench/soak.py --days 7 2>soak.log
     .venv/bin/python bench/soak.py --days 7 --storage postgres 2>soak.log
