@@ -13,8 +13,9 @@ that ``scripts/postgres`` starts; the soak's storage operations share a pool of 
 ``postgres.share_connections``).
 
 The run queue launches each run in a process of its own, forked from the soak
-(``soak_launcher.py``: what ``dagster api execute_run`` runs), so its memory goes when it ends,
-as with the daemon's run launcher; the soak waits for it before moving the clock on. So the
+(``dagster_compat.ForkRunLauncher``: what ``dagster api execute_run`` runs), so its memory
+goes when it ends, as with the daemon's run launcher; the soak waits for it before moving the
+clock on. So the
 memory the soak keeps in use is the daemon's and its code server's, to watch day after day,
 and the runs' peak is the biggest run's.
 
@@ -45,7 +46,6 @@ from pathlib import Path
 
 import time_machine
 from postgres import database_bytes, drop_database, new_database, share_connections
-from soak_launcher import ForkRunLauncher
 
 from coinsum_pipeline.okx.fake import FakeOKX
 
@@ -82,17 +82,6 @@ def read_migrations_once() -> None:
     ScriptDirectory.from_config = classmethod(from_config)
 
 
-def run_in_forks(home: Path) -> None:
-    """The instance settings of ``home`` (coinsum's, with PostgreSQL storage or without), with
-    the soak's run launcher added: a file of its own, which coinsum then leaves alone."""
-    config = home / "dagster.yaml"
-    settings = config.read_text()
-    config.unlink()
-    config.write_text(
-        settings + "\nrun_launcher:\n  module: soak_launcher\n  class: ForkRunLauncher\n"
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--days", type=int, default=7)
@@ -120,12 +109,16 @@ def main() -> None:
     from dagster import DagsterInstance
 
     from coinsum_pipeline.core.slots import day_start, epoch_ms
-    from coinsum_pipeline.defs.dagster_compat import daemon_in_process
+    from coinsum_pipeline.defs.dagster_compat import (
+        ForkRunLauncher,
+        daemon_in_process,
+        use_fork_launcher,
+    )
     from coinsum_pipeline.housekeeping import stored_ticks
     from coinsum_pipeline.settings import dagster_home
 
     home = dagster_home()
-    run_in_forks(home)
+    use_fork_launcher(home)
     read_migrations_once()
     runs_log = work / "runs.log"  # what the runs print: looked at only when one crashes
     print(f"soak: {args.days} simulated days from {first}, instance on {args.storage}, in {work}")
@@ -140,23 +133,12 @@ def main() -> None:
         daemon_in_process(instance) as daemon,
     ):
 
-        def run_queued() -> None:
-            """The run queue's turns until it launches nothing more, each run waited for."""
-            while True:
-                daemon.launch_queued()
-                if not ForkRunLauncher.launched:
-                    return
-                while ForkRunLauncher.launched:
-                    child = ForkRunLauncher.launched.pop()
-                    if os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]):
-                        raise SystemExit(f"soak: a run's process failed; see {runs_log}")
-
         def minute(moment: datetime) -> None:
             """What the daemon does in a minute: schedules, sensors, automation, the queue."""
             clock.move_to(moment)
             okx.now_ms = epoch_ms(moment)
             daemon.instigate(moment)
-            run_queued()
+            daemon.run_queued()
 
         def instance_bytes() -> int:
             return database_bytes(database) if database else folder_bytes(home)

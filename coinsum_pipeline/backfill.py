@@ -30,8 +30,8 @@ from coinsum_pipeline.definitions import build_defs
 from coinsum_pipeline.defs.assets import FAIL_FAST_TAG, SLOTS_PER_RUN
 from coinsum_pipeline.defs.checks import okx_daily_opens
 from coinsum_pipeline.defs.dagster_compat import (
-    emit_planned_events_per_run,
     partition_tags,
+    planned_events_per_run,
 )
 from coinsum_pipeline.defs.jobs import exports_job, slots_job
 from coinsum_pipeline.defs.partitions import FIRST_DAY
@@ -77,9 +77,9 @@ def run_slots(
     first, last = slot_key(slots[0]), slot_key(slots[-1])
     # A failed run's slots then show as missing rather than failed in the UI; this command
     # reports the failure itself, and the slots' reasons are in missing_values.
-    emit_planned_events_per_run()
     extra = {} if step_retries else {FAIL_FAST_TAG: "true"}
-    return _execute(slots_job.name, first, last, len(slots), instance, extra)
+    with planned_events_per_run():
+        return _execute(slots_job.name, first, last, len(slots), instance, extra)
 
 
 def export_range(first: date, last: date, instance: DagsterInstance) -> RunOutcome:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-import pytest
 from dagster import AssetCheckKey, AssetKey, BackfillPolicy, DagsterEventType, asset
 
 from coinsum_pipeline.backfill import run_slots
 from coinsum_pipeline.core.slots import slot_key, slots_in
+from coinsum_pipeline.definitions import build_defs
 from coinsum_pipeline.defs import dagster_compat
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
@@ -26,19 +26,30 @@ def test_partition_range_tags_make_a_run_of_exactly_that_range(pipeline: Pipelin
     )
 
 
-@pytest.mark.parametrize(("switch", "planned"), [("true", 1), ("false", 4)])
-def test_the_planned_events_switch_is_still_read(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, switch: str, planned: int
+def test_the_planned_events_switch_is_still_read_and_only_where_it_is_set(
+    pipeline: Pipeline,
 ) -> None:
-    monkeypatch.setenv(dagster_compat.PLANNED_EVENTS_AS_SUBSET, switch)
     slots = list(slots_in(beijing("2026-01-05 10:00"), beijing("2026-01-05 12:00")))
-    outcome = run_slots(slots, pipeline.instance)
-    events = pipeline.instance.all_logs(
-        outcome.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+    switched = run_slots(slots, pipeline.instance)  # within planned_events_per_run()
+    after = (  # the same run, launched after it in the same process
+        build_defs()
+        .resolve_job_def("collect_slots")
+        .execute_in_process(
+            instance=pipeline.instance,
+            tags=dagster_compat.partition_tags(slot_key(slots[0]), slot_key(slots[-1])),
+        )
     )
-    assert len(events) == planned, (
-        f"Dagster no longer reads {dagster_compat.PLANNED_EVENTS_AS_SUBSET}: {len(events)} "
-        f"planned events for 4 slots"
+    planned = [
+        len(
+            pipeline.instance.all_logs(
+                run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION_PLANNED
+            )
+        )
+        for run_id in (switched.run_id, after.run_id)
+    ]
+    assert planned == [1, 4], (
+        f"Dagster no longer reads {dagster_compat.PLANNED_EVENTS_AS_SUBSET}, or it outlives the "
+        f"block: {planned} planned events for 4 slots"
     )
 
 

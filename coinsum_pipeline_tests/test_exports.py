@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import statistics
 from collections import defaultdict
-from collections.abc import Iterator
-from datetime import date
+from collections.abc import Callable, Iterator
+from datetime import date, datetime
 from pathlib import Path
 
 import matplotlib.image as plt_image
@@ -18,14 +19,22 @@ from dagster import (
     AssetKey,
     AssetRecordsFilter,
     DagsterInstance,
+    DagsterRunStatus,
+    RunsFilter,
     evaluate_automation_conditions,
 )
 from PIL import ImageDraw, ImageFont
 
 from coinsum_pipeline.backfill import export_range, run_slots
 from coinsum_pipeline.cli import main
-from coinsum_pipeline.core.slots import epoch_ms
+from coinsum_pipeline.core.slots import SLOT, epoch_ms, slots_in
 from coinsum_pipeline.definitions import defs
+from coinsum_pipeline.defs.dagster_compat import (
+    DaemonTurns,
+    ForkRunLauncher,
+    daemon_in_process,
+    use_fork_launcher,
+)
 from coinsum_pipeline.okx.fake import FakeOKX
 from coinsum_pipeline.settings import dagster_home
 from coinsum_pipeline.warehouse.charts import PALETTES
@@ -336,3 +345,74 @@ def test_an_unknown_colour_convention_is_refused_naming_the_known_ones(
     monkeypatch.setenv("COINSUM_COLORS", "purple")
     assert main(["export", "--from", DAY, "--to", DAY, "--out", str(tmp_path)]) == 2
     assert "use cn (red up, green down" in capsys.readouterr().err
+
+
+@pytest.fixture
+def daemon(pipeline: Pipeline, tmp_path: Path) -> Iterator[DaemonTurns]:
+    """The daemon's turns in this process on the pipeline's instance, each run it launches in a
+    forked process (which shares the test's clock). Turns a minute apart can come a little
+    sooner than a sensor's minimum interval allows (the clock ticks on during a turn): take
+    them two minutes apart."""
+    use_fork_launcher(Path(os.environ["DAGSTER_HOME"]))
+    ForkRunLauncher.output = tmp_path / "runs.log"
+    with DagsterInstance.get() as instance, daemon_in_process(instance) as turns:
+        yield turns
+
+
+def exported_days(pipeline: Pipeline) -> set[str]:
+    """The days whose ``day_exports`` partition is materialized."""
+    return set(pipeline.instance.get_materialized_partitions(AssetKey("day_exports")))
+
+
+def slots_by_day(pipeline: Pipeline) -> dict[str, int]:
+    """The slots stored, by Beijing day."""
+    return dict(pipeline.query("SELECT trade_date::VARCHAR, count(*) FROM coin_sum GROUP BY 1"))
+
+
+def assert_every_stored_day_exported(pipeline: Pipeline) -> None:
+    """Each day with stored slots has its day_exports partition materialized, and its sums
+    file has a row for each of its slots."""
+    stored = slots_by_day(pipeline)
+    assert exported_days(pipeline) == set(stored)
+    for day, slots in stored.items():
+        assert len(read_csv(pipeline.exports / day / f"sum_{day}.csv")) == slots, day
+
+
+def test_a_new_instance_exports_every_stored_day_up_to_today_so_far(
+    pipeline: Pipeline, daemon: DaemonTurns, clock_at: Callable[[str], datetime]
+) -> None:
+    """A new instance: gap repair stores the last 48 hours and a backfill two whole days, today's
+    slots so far among them. The export sensor's request spans today, whose later slots have no
+    partition yet, and every day gets its files."""
+    daemon.instigate(clock_at("2026-01-07 15:10"))  # gap repair asks for the last 48 hours
+    for day in ("2026-01-05", "2026-01-06"):
+        slots = list(slots_in(beijing(f"{day} 00:00"), beijing(f"{day} 23:30") + SLOT))
+        assert run_slots(slots, pipeline.instance).success
+    for minute in ("15:11", "15:13", "15:15"):
+        daemon.instigate(clock_at(f"2026-01-07 {minute}"))
+        daemon.run_queued()
+    assert slots_by_day(pipeline) == {"2026-01-05": 48, "2026-01-06": 48, "2026-01-07": 31}
+    assert_every_stored_day_exported(pipeline)
+
+
+def test_a_failed_export_is_asked_for_again_until_the_day_is_exported(
+    pipeline: Pipeline, daemon: DaemonTurns, clock_at: Callable[[str], datetime]
+) -> None:
+    daemon.instigate(clock_at("2026-01-06 02:40"))  # gap repair asks for the last 48 hours
+    blocked = pipeline.exports / "2026-01-05"
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("a file where the day's folder goes: the export cannot write")
+    for minute in ("02:41", "02:43"):
+        daemon.instigate(clock_at(f"2026-01-06 {minute}"))
+        daemon.run_queued()
+    assert exported_days(pipeline) == set()
+    failed = pipeline.instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]))
+    assert [run.asset_selection for run in failed] == [{AssetKey("day_exports")}], "it shows"
+
+    blocked.unlink()  # what was wrong is put right; no slot changes
+    for moment in ("02:50", "02:58", "03:11", "03:13"):
+        daemon.instigate(clock_at(f"2026-01-06 {moment}"))
+        daemon.run_queued()
+        if moment < "03:10":
+            assert exported_days(pipeline) == set(), "asked for again at :10, not every minute"
+    assert_every_stored_day_exported(pipeline)

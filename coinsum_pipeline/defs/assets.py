@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import timedelta
 
 from dagster import (
+    AssetDep,
     AssetExecutionContext,
     AutomationCondition,
     BackfillPolicy,
@@ -20,6 +21,7 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     RetryPolicy,
+    TimeWindowPartitionMapping,
     asset,
 )
 
@@ -27,7 +29,7 @@ from coinsum_pipeline.core.basket import BasketError
 from coinsum_pipeline.core.compute import compute_slot_tables
 from coinsum_pipeline.core.reasons import MissingReason
 from coinsum_pipeline.core.slots import days_in, slots_in
-from coinsum_pipeline.defs.dagster_compat import decorate_without_notices
+from coinsum_pipeline.defs.dagster_compat import decorate_without_notices, without_notices
 from coinsum_pipeline.defs.partitions import DAY_PARTITIONS, SLOT_PARTITIONS
 from coinsum_pipeline.defs.resources import BasketResource, ExportFolder, OKXResource
 from coinsum_pipeline.okx.fetch import fetch_basket
@@ -113,18 +115,41 @@ def basket_slots(
 
 
 # Export a day again whenever one of its slots was written since the day was last exported,
-# once no slot run is in flight, for any day (a backfill's old days as well as today).
+# once no slot run is in flight, for any day (a backfill's old days as well as today). A day
+# whose export failed, or that has slots and was never exported, is asked for again each hour
+# at :10 until it is exported: a failure shows on its partition, and is never silently dropped.
+RETRY_EXPORTS_CRON = "10 * * * *"
 EXPORT_WHEN_SLOTS_CHANGE = (
-    AutomationCondition.any_deps_updated().since_last_handled()
+    (
+        AutomationCondition.any_deps_updated().since_last_handled()
+        | (
+            AutomationCondition.cron_tick_passed(RETRY_EXPORTS_CRON, "Asia/Shanghai")
+            & (
+                AutomationCondition.execution_failed()
+                | (
+                    AutomationCondition.missing()
+                    & AutomationCondition.any_deps_match(~AutomationCondition.missing())
+                )
+            )
+        ).with_label("hourly, a day whose export failed or never ran")
+    )
     & ~AutomationCondition.any_deps_in_progress()
     & ~AutomationCondition.in_progress()
 ).with_label("a slot of the day changed")
 
 
+# A day's slots that have not started have no partition yet: today maps to its slots so far,
+# so a request spanning today and earlier days (a repair after downtime, a new instance, a UI
+# backfill up to today) is planned instead of refused.
+SLOTS_SO_FAR = without_notices(
+    TimeWindowPartitionMapping, allow_nonexistent_upstream_partitions=True
+)
+
+
 @decorate_without_notices(
     asset,
     partitions_def=DAY_PARTITIONS,
-    deps=[basket_slots],
+    deps=[AssetDep(basket_slots, partition_mapping=SLOTS_SO_FAR)],
     backfill_policy=BackfillPolicy.single_run(),
     automation_condition=EXPORT_WHEN_SLOTS_CHANGE,
     group_name="coinsum",

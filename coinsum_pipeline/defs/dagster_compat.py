@@ -29,13 +29,16 @@ that moves one fails there, naming it.
 from __future__ import annotations
 
 import logging
+import multiprocessing.forkserver
 import os
+import sys
+import traceback
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from dagster import (
     AssetCheckKey,
@@ -50,6 +53,7 @@ from dagster._core.definitions.asset_checks.asset_check_evaluation import (
     AssetCheckEvaluationTargetMaterializationData,
 )
 from dagster._core.event_api import PartitionKeyFilter
+from dagster._core.launcher import LaunchRunContext, RunLauncher
 from dagster._core.scheduler.instigation import (  # for housekeeping
     InstigatorState as InstigatorState,
 )
@@ -69,6 +73,7 @@ from dagster._core.storage.tags import (
     PARTITION_NAME_TAG,
 )
 from dagster._core.workspace.context import WorkspaceProcessContext
+from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from dagster_postgres import PostgresEventLogStorage
 from sqlalchemy import text
 
@@ -90,10 +95,21 @@ def partition_tags(first: str, last: str) -> dict[str, str]:
     return {ASSET_PARTITION_RANGE_START_TAG: first, ASSET_PARTITION_RANGE_END_TAG: last}
 
 
-def emit_planned_events_per_run() -> None:
-    """For this process's in-process runs: one planned event per run instead of per partition.
-    The price: a failed run's partitions show as missing rather than failed in the UI."""
-    os.environ.setdefault(PLANNED_EVENTS_AS_SUBSET, "true")
+@contextmanager
+def planned_events_per_run() -> Iterator[None]:
+    """Within the block, this process's in-process runs emit one planned event per run instead of
+    per partition. The price: a failed run's partitions show as missing rather than failed in
+    the UI, and its partitions as not in progress while it runs. Only for the block: a run
+    created afterwards in this process (a test's daemon turns) plans per partition again."""
+    before = os.environ.get(PLANNED_EVENTS_AS_SUBSET)
+    os.environ[PLANNED_EVENTS_AS_SUBSET] = "true"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ[PLANNED_EVENTS_AS_SUBSET]
+        else:
+            os.environ[PLANNED_EVENTS_AS_SUBSET] = before
 
 
 def latest_materializations(
@@ -219,6 +235,73 @@ def free_pool_slots(instance: DagsterInstance, run_id: str) -> None:
     instance.event_log_storage.free_concurrency_slots_for_run(run_id)
 
 
+class ForkRunLauncher(RunLauncher, ConfigurableClass):
+    """A run launcher for the daemon's turns in process: each run in a process forked from this
+    one, which runs what ``dagster api execute_run`` runs (the process Dagster's default launcher
+    starts for a run). Forked, so the run starts at once and shares a moved clock; its memory
+    goes when it ends. ``launched`` holds the processes not yet waited for; what a run prints
+    goes to the file ``output``. Named in an instance's dagster.yaml by ``use_fork_launcher``."""
+
+    launched: ClassVar[list[int]] = []
+    output: ClassVar[Path] = Path(os.devnull)
+
+    def __init__(self, inst_data: ConfigurableClassData | None = None) -> None:
+        self._inst_data = inst_data
+        super().__init__()
+
+    @property
+    def inst_data(self) -> ConfigurableClassData | None:
+        return self._inst_data
+
+    @classmethod
+    def config_type(cls) -> dict:
+        return {}
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: dict):
+        return cls(inst_data)
+
+    def launch_run(self, context: LaunchRunContext) -> None:
+        from dagster._cli.api import _execute_run_command_body
+
+        instance: DagsterInstance = self._instance
+        sys.stdout.flush()
+        sys.stderr.flush()
+        child = os.fork()
+        if child == 0:
+            status = 1
+            # A fresh run process has no fork server: forget the parent's (it is not ours).
+            multiprocessing.forkserver._forkserver.__init__()
+            with ForkRunLauncher.output.open("a") as printed:
+                os.dup2(printed.fileno(), 1)
+                os.dup2(printed.fileno(), 2)
+            try:
+                _execute_run_command_body(
+                    context.dagster_run.run_id, instance, lambda _event: None, False
+                )
+                status = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stderr.flush()
+                os._exit(status)
+        ForkRunLauncher.launched.append(child)
+
+    def terminate(self, run_id: str) -> bool:
+        return False
+
+
+def use_fork_launcher(home: Path) -> None:
+    """The instance settings of ``home`` (coinsum's, with PostgreSQL storage or without), with
+    ``ForkRunLauncher`` as its run launcher: a file of its own, which coinsum then leaves alone."""
+    config = home / "dagster.yaml"
+    settings = config.read_text()
+    config.unlink()
+    config.write_text(
+        settings + f"\nrun_launcher:\n  module: {__name__}\n  class: ForkRunLauncher\n"
+    )
+
+
 class DaemonTurns:
     """The Dagster daemon's turns, run in this process on coinsum's code location loaded in it:
     the same code as ``dagster-daemon run`` and its code server, for the soak and the tests,
@@ -239,7 +322,8 @@ class DaemonTurns:
 
     def instigate(self, now: datetime) -> None:
         """The scheduler's ticks due by ``now``, the sensors due, the automation condition
-        sensor: ticks stored, runs queued, as the daemon does each time round."""
+        sensor, the backfills: ticks stored, runs queued, as the daemon does each time round."""
+        from dagster._daemon.backfill import execute_backfill_iteration
         from dagster._daemon.sensor import execute_sensor_iteration
         from dagster._scheduler.scheduler import launch_scheduled_runs
 
@@ -248,23 +332,45 @@ class DaemonTurns:
         self._automation._run_iteration_impl(
             self._workspace, threadpool_executor=None, amp_tick_futures={}, debug_crash_flags={}
         )
+        list(execute_backfill_iteration(self._workspace, self._logger))
 
     def launch_queued(self) -> None:
         """One turn of the run queue: the queued runs its limits allow, launched by the
         instance's run launcher."""
         list(self._queue.run_iteration(self._workspace))
 
+    def run_queued(self) -> None:
+        """The run queue's turns until it launches nothing more, each run waited for: with
+        ``ForkRunLauncher`` as the instance's run launcher."""
+        while True:
+            self.launch_queued()
+            if not ForkRunLauncher.launched:
+                return
+            while ForkRunLauncher.launched:
+                child = ForkRunLauncher.launched.pop()
+                if os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]):
+                    raise RuntimeError(
+                        f"a run's process failed; what it printed is in {ForkRunLauncher.output}"
+                    )
+
 
 @contextmanager
 def daemon_in_process(instance: DagsterInstance) -> Iterator[DaemonTurns]:
-    """``DaemonTurns`` on ``instance``, for as long as the context lasts."""
+    """``DaemonTurns`` on ``instance``, for as long as the context lasts, on the definitions
+    loaded anew, with the environment as it is now (a code server started now would see it;
+    a test imported them earlier, under another environment)."""
+    import importlib
+
     from dagster._core.remote_origin import InProcessCodeLocationOrigin
     from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
     from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 
+    module = "coinsum_pipeline.definitions"
+    if module in sys.modules:
+        importlib.reload(sys.modules[module])
     location = InProcessCodeLocationOrigin(
         LoadableTargetOrigin(
-            module_name="coinsum_pipeline.definitions",
+            module_name=module,
             attribute="defs",
             working_directory=str(PROJECT_ROOT),
         ),
