@@ -26,7 +26,7 @@ from coinsum_pipeline.core.slots import (
 )
 from coinsum_pipeline.defs.resources import resolved
 from coinsum_pipeline.demo import DEMO_DAYS, DEMO_FOLDER, run_demo
-from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnavailable
+from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnavailable, OKXUnreachable
 from coinsum_pipeline.services import dev_command, exec_in_home, serve_command
 from coinsum_pipeline.settings import dagster_home, value
 from coinsum_pipeline.warehouse.charts import PaletteError
@@ -321,6 +321,8 @@ def _okx_swaps() -> set[str]:
     client = OKXClient(base_url, timeout=timeout, attempts=3)
     try:
         return set(client.swap_instruments())
+    except OKXUnreachable:
+        raise
     except OKXUnavailable as exc:
         problem = "cannot reach OKX" if not exc.code else "OKX would not list its swaps"
         raise OKXUnavailable(

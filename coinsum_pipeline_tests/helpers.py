@@ -6,12 +6,18 @@ from __future__ import annotations
 import csv
 import json
 import math
+import threading
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import duckdb
+import requests
 from dagster import DagsterInstance
 
 from coinsum_pipeline.core.slots import BEIJING, day_start, epoch_ms
@@ -108,3 +114,34 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 def header(path: Path) -> list[str]:
     with path.open(encoding="utf-8-sig", newline="") as handle:
         return next(csv.reader(handle))
+
+
+@contextmanager
+def forwarding_proxy(target: str) -> Iterator[tuple[str, list[str]]]:
+    """A plain HTTP proxy on loopback that sends every request it gets to ``target`` (whatever
+    host it names) and answers with the reply: its URL, and the URLs it was asked for."""
+    forwarded: list[str] = []
+    direct = requests.Session()
+    direct.trust_env = False  # the proxy itself must not go through the proxy variables
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            forwarded.append(self.path)  # a proxy is asked for the absolute URL
+            asked = urlsplit(self.path)
+            reply = direct.get(f"{target}{asked.path}?{asked.query}", timeout=10)
+            self.send_response(reply.status_code)
+            self.send_header("Content-Type", reply.headers.get("Content-Type", "text/plain"))
+            self.send_header("Content-Length", str(len(reply.content)))
+            self.end_headers()
+            self.wfile.write(reply.content)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Proxy)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", forwarded
+    finally:
+        server.shutdown()
+        server.server_close()

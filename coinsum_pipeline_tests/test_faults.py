@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from dagster import (
     AssetKey,
+    DagsterEventType,
     DagsterRunStatus,
     JobDefinition,
     ReexecutionOptions,
@@ -30,6 +31,7 @@ from coinsum_pipeline.okx.fake import HISTORY_CANDLES
 from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact, beijing, table_snapshot
 
 FIRST, LAST = date(2026, 1, 5), date(2026, 1, 10)
+STEP_FAILURE, RUN_FAILURE = DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE
 
 
 def collect_slots_job() -> JobDefinition:
@@ -153,3 +155,21 @@ def test_failed_backfill_run_reexecuted_from_failure_fills_exactly_what_was_miss
     assert pipeline.instance.get_materialized_partitions(AssetKey("basket_slots")) == {
         slot_key(s) for s in day
     }
+
+
+def test_an_okx_it_cannot_reach_fails_the_run_at_once_with_the_cause_as_its_message(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A blocked or mistyped host: no step retries, no minutes of waiting; the run's failure (what
+    the UI shows on the run page) is the one line that says which host, why and what to change."""
+    monkeypatch.setenv("OKX_BASE_URL", "http://okx.invalid")
+    day = list(slots_in(beijing("2026-01-05 00:00"), beijing("2026-01-06 00:00")))
+    outcome = run_slots(day, pipeline.instance)
+    expected = "cannot reach OKX at http://okx.invalid: the name okx.invalid does not resolve."
+    assert not outcome.success and outcome.error.startswith(expected)
+    events = [e.dagster_event for e in pipeline.instance.all_logs(outcome.run_id)]
+    kinds = [e.event_type for e in events if e is not None]
+    assert DagsterEventType.STEP_UP_FOR_RETRY not in kinds and kinds.count(STEP_FAILURE) == 1
+    (run_failure,) = [e for e in events if e is not None and e.event_type == RUN_FAILURE]
+    assert expected in run_failure.job_failure_data.error.message
+    assert pipeline.okx.request_count() == 0

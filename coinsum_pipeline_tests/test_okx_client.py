@@ -12,13 +12,15 @@ from coinsum_pipeline.core.slots import SLOT_MS
 from coinsum_pipeline.okx.client import (
     CANDLES,
     HISTORY_CANDLES,
+    UNREACHABLE_TRIES,
     OKXClient,
     OKXError,
     OKXUnavailable,
+    OKXUnreachable,
     UnknownInstrument,
 )
 from coinsum_pipeline.okx.fake import RETRYABLE_FAULTS, FakeOKX
-from coinsum_pipeline_tests.helpers import midnight_ms
+from coinsum_pipeline_tests.helpers import forwarding_proxy, midnight_ms
 
 BTC = "BTC-USDT-SWAP"
 FIRST = midnight_ms(date(2026, 1, 3))
@@ -134,3 +136,41 @@ def test_lists_swaps_with_listing_times(fake_okx: FakeOKX) -> None:
     listed = fast_client(fake_okx).swap_instruments()
     assert len(listed) == 28
     assert listed["NEW-USDT-SWAP"].list_time_ms == FIRST + 10 * SLOT_MS
+
+
+@pytest.mark.parametrize(
+    ("base_url", "cause"),
+    [
+        ("http://okx.invalid", "the name okx.invalid does not resolve"),
+        ("http://127.0.0.1:9", "the connection was refused"),
+    ],
+)
+def test_an_okx_it_cannot_reach_is_one_line_at_once(base_url: str, cause: str) -> None:
+    client = OKXClient(base_url, timeout=2)
+    with pytest.raises(OKXUnreachable) as raised:
+        client.swap_instruments()
+    message = str(raised.value)
+    assert message.startswith(f"cannot reach OKX at {base_url}: {cause}. Set OKX_BASE_URL")
+    assert "HTTPS_PROXY" in message and "\n" not in message
+    assert client.requests_made == {"/api/v5/public/instruments": UNREACHABLE_TRIES}
+
+
+def test_a_machine_refused_in_front_of_okx_is_unreachable_not_retried(fake_okx: FakeOKX) -> None:
+    fake_okx.fail_next("html403")
+    client = fast_client(fake_okx)
+    with pytest.raises(OKXUnreachable, match="HTTP 403 forbidden, not from OKX"):
+        client.swap_instruments()
+    assert fake_okx.request_count() == 1
+
+
+def test_requests_go_through_the_proxy_in_the_standard_variables(
+    fake_okx: FakeOKX, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where OKX's own name is blocked: the proxy named by HTTP(S)_PROXY reaches it."""
+    with forwarding_proxy(fake_okx.url) as (proxy, forwarded):
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        listed = OKXClient("http://okx.invalid", timeout=2).swap_instruments()
+    assert len(listed) == 27
+    assert forwarded == ["http://okx.invalid/api/v5/public/instruments?instType=SWAP"]

@@ -12,7 +12,7 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
 from coinsum_pipeline.backfill import backfill, run_slots
 from coinsum_pipeline.core.slots import epoch_ms, slot_of_key
-from coinsum_pipeline.defs.resources import resolved
+from coinsum_pipeline.defs.resources import build_resources
 from coinsum_pipeline.defs.schedules import live_slots
 from coinsum_pipeline.defs.sensors import gap_repair
 from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact, beijing
@@ -43,8 +43,7 @@ def test_the_live_schedules_run_and_gap_repairs_tick_on_postgres(
     assert pg_pipeline.query("SELECT count(*) FROM coin_sum") == [(1,)]
 
     # Gap repair on a new instance: the last 48 hours but the slot just collected.
-    with resolved("duckdb") as database:
-        context = build_sensor_context(instance=instance, resources={"duckdb": database})
+    with build_sensor_context(instance=instance, resources=build_resources()) as context:
         result = gap_repair(context)
     repaired = [r.partition_key_range or (r.partition_key,) * 2 for r in result.run_requests]
     assert repaired == [("2026-01-08-04:00", "2026-01-10-03:00")]

@@ -19,7 +19,7 @@ from coinsum_pipeline.core.slots import (
     slot_of_key,
     slots_in,
 )
-from coinsum_pipeline.defs.resources import resolved
+from coinsum_pipeline.defs.resources import build_resources
 from coinsum_pipeline.defs.sensors import REPAIR_TAG, TRIES_PER_SLOT, TRY_TAG, gap_repair
 from coinsum_pipeline.okx.fake import CANDLES
 from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact
@@ -35,10 +35,10 @@ def last_48_hours(now: datetime) -> list[datetime]:
 
 
 def tick(pipeline: Pipeline, cursor: str | None) -> SensorResult | SkipReason:
-    with resolved("duckdb") as database:
-        context = build_sensor_context(
-            instance=pipeline.instance, cursor=cursor, resources={"duckdb": database}
-        )
+    resources = build_resources()  # configured from the environment as it is now
+    with build_sensor_context(
+        instance=pipeline.instance, cursor=cursor, resources=resources
+    ) as context:
         return gap_repair(context)
 
 
@@ -129,3 +129,20 @@ def test_a_slot_that_stays_empty_is_tried_a_bounded_number_of_times(
     assert tries == ["1/3", "2/3", "3/3"]
     assert "left reported after their tries" in result.skip_message
     assert pipeline.query("SELECT coin, reason FROM missing_values") == [("SOL", "no_candle")]
+
+
+def test_gap_repair_requests_nothing_while_okx_cannot_be_reached(
+    pipeline: Pipeline, clock_at: Callable[[str], datetime], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new instance with an exchange it cannot reach: no run queues behind it (each would
+    hold the okx pool), and the tick says why; once OKX answers, the gaps are requested."""
+    clock_at("2026-01-10 03:18")
+    monkeypatch.setenv("OKX_BASE_URL", "http://okx.invalid")  # a name that never resolves
+    result = tick(pipeline, None)
+    assert isinstance(result, SkipReason)
+    assert "gap(s) to repair, but not now: cannot reach OKX at http://okx.invalid" in (
+        result.skip_message
+    )
+    assert "does not resolve" in result.skip_message and "HTTPS_PROXY" in result.skip_message
+    monkeypatch.setenv("OKX_BASE_URL", pipeline.okx.url)
+    assert isinstance(tick(pipeline, None), SensorResult)

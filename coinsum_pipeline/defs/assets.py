@@ -32,6 +32,7 @@ from coinsum_pipeline.core.slots import days_in, slots_in
 from coinsum_pipeline.defs.dagster_compat import decorate_without_notices, without_notices
 from coinsum_pipeline.defs.partitions import DAY_PARTITIONS, SLOT_PARTITIONS
 from coinsum_pipeline.defs.resources import BasketResource, ExportFolder, OKXResource
+from coinsum_pipeline.okx.client import OKXUnreachable
 from coinsum_pipeline.okx.fetch import fetch_basket
 from coinsum_pipeline.warehouse.database import CoinsumDatabase, DatabaseHeld, replace_slots
 from coinsum_pipeline.warehouse.exports import Export, read_days, write_exports
@@ -83,7 +84,9 @@ def basket_slots(
         tables = compute_slot_tables(slots, history.on, fetched)
         with duckdb.write(context.log, history) as conn:
             replace_slots(conn, slots[0], slots[-1], tables)
-    except (DatabaseHeld, BasketError, SchemaError) as refused:  # a retry cannot help
+    # A retry cannot help: the file is held, the basket or schema is refused, or OKX cannot be
+    # reached at all (the client tried a few times; the message says what to change).
+    except (DatabaseHeld, BasketError, SchemaError, OKXUnreachable) as refused:
         raise Failure(description=str(refused), allow_retries=False) from refused
 
     reasons = Counter(tables.missing["reason"])

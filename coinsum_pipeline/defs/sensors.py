@@ -43,7 +43,8 @@ from coinsum_pipeline.defs.checks import OVERDUE_AFTER, freshness_check
 from coinsum_pipeline.defs.dagster_compat import partition_tags, without_notices
 from coinsum_pipeline.defs.jobs import deliver_alert, slots_job
 from coinsum_pipeline.defs.partitions import FIRST_DAY
-from coinsum_pipeline.defs.resources import AlertWebhook
+from coinsum_pipeline.defs.resources import AlertWebhook, OKXResource
+from coinsum_pipeline.okx.client import OKXError, OKXUnreachable
 from coinsum_pipeline.warehouse.database import (
     CoinsumDatabase,
     StorageError,
@@ -139,11 +140,12 @@ def plan_repairs(
         f"Re-runs slots of the last {LOOKBACK.total_seconds() / 3600:.0f} hours that were never "
         "written (the daemon was down) or have no_candle, fetch_failed or no_base values: at "
         f"most {RUNS_PER_TICK} runs a tick, {TRIES_PER_SLOT} tries a slot. Each run's tags say "
-        "which slots and coins it is for and why."
+        "which slots and coins it is for and why. While OKX cannot be reached, it requests "
+        "nothing and its tick says why."
     ),
 )
 def gap_repair(
-    context: SensorEvaluationContext, duckdb: CoinsumDatabase
+    context: SensorEvaluationContext, duckdb: CoinsumDatabase, okx: OKXResource
 ) -> SensorResult | SkipReason:
     busy = context.instance.get_run_records(
         RunsFilter(job_name=slots_job.name, statuses=BUSY), limit=1
@@ -169,6 +171,12 @@ def gap_repair(
             f"no gaps to repair since {slot_key(due[0])}"
             + (f" ({len(given_up)} slots left reported after their tries)" if given_up else "")
         )
+    try:  # one request, so runs do not queue behind an exchange that cannot be reached
+        okx.client.swap_instruments()
+    except OKXUnreachable as exc:
+        return SkipReason(f"{len(requests)} gap(s) to repair, but not now: {exc}")
+    except OKXError:
+        pass  # OKX answers, if badly: the runs' own retries deal with that
     return SensorResult(run_requests=requests, cursor=json.dumps(tries, sort_keys=True))
 
 

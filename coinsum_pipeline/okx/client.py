@@ -7,12 +7,13 @@ point it at a local stand-in, but no behaviour depends on which server answers.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 import requests
-from urllib3.exceptions import MaxRetryError
+from urllib3.exceptions import MaxRetryError, NameResolutionError, NewConnectionError
 from urllib3.util.retry import Retry
 
 from coinsum_pipeline import clock
@@ -55,6 +56,46 @@ class UnknownInstrument(OKXError):
 
 class OKXUnavailable(OKXError):
     """OKX could not be reached, or kept failing, after every retry; a later run may succeed."""
+
+
+class OKXUnreachable(OKXUnavailable):
+    """No answer from OKX at all from this machine: its name does not resolve, the connection is
+    refused or never made, TLS or the proxy fails, or something in between refuses this machine.
+    Not a fault that minutes of retries mend: the message names the host, the cause and what to
+    change."""
+
+
+# How many times a request that cannot reach OKX at all is tried, this far apart, before the
+# client says so: a blip passes within a second or two, a blocked host does not.
+UNREACHABLE_TRIES = 3
+UNREACHABLE_PAUSE = 0.5
+# Answers that are not OKX's, from something between this machine and OKX that refuses it.
+REFUSED_STATUSES = {401: "unauthorized", 403: "forbidden", 407: "proxy authentication required",
+                    451: "unavailable for legal reasons"}  # fmt: skip
+HOW_TO_REACH = (
+    "Set OKX_BASE_URL to an OKX host this machine reaches (a regional OKX host, or "
+    "http://127.0.0.1:PORT for the local stand-in), or send the requests through a proxy with "
+    "HTTPS_PROXY=http://HOST:PORT (HTTP_PROXY for an http:// URL)."
+)
+
+
+def _unreachable_cause(exc: requests.RequestException, timeout: float) -> str | None:
+    """Why ``exc`` means OKX cannot be reached at all, in a few words, or None for a fault a
+    retry may mend (a dropped or slow answer)."""
+    reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+    detail = str(reason or exc).splitlines()[0][:160]
+    if isinstance(exc, requests.exceptions.ProxyError):
+        return f"the proxy failed ({detail})"
+    if isinstance(exc, requests.exceptions.SSLError):
+        return f"TLS failed ({detail})"
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return f"no connection within {timeout:g} s"
+    if isinstance(reason, NameResolutionError):
+        return f"the name {reason.conn.host} does not resolve"
+    if isinstance(reason, NewConnectionError):
+        refused = "Connection refused" in str(reason)
+        return "the connection was refused" if refused else f"no connection ({detail})"
+    return None
 
 
 def _fault(response: requests.Response) -> tuple[list[Any] | None, OKXError | None]:
@@ -140,6 +181,7 @@ class OKXClient:
         url = self.base_url + path
         retry = self._retry
         limiter = self._limiters.get(path)
+        unreachable = 0
         while True:
             if limiter is not None:
                 limiter.acquire()
@@ -150,9 +192,19 @@ class OKXClient:
                 response = self._session.get(url, params=params, timeout=self.timeout)
                 data, error = _fault(response)
             except (requests.ConnectionError, requests.Timeout) as exc:
+                cause = _unreachable_cause(exc, self.timeout)
+                if cause is not None:
+                    unreachable += 1
+                    if unreachable >= UNREACHABLE_TRIES:
+                        raise self.unreachable(cause) from exc
+                    time.sleep(UNREACHABLE_PAUSE)
+                    continue
                 data, error = None, OKXError(f"{type(exc).__name__}: {exc}", retryable=True)
             if error is None:
                 return data
+            if response is not None and response.status_code in REFUSED_STATUSES and not error.code:
+                status = response.status_code
+                raise self.unreachable(f"HTTP {status} {REFUSED_STATUSES[status]}, not from OKX")
             if not error.retryable:
                 raise error
             try:
@@ -164,6 +216,10 @@ class OKXClient:
                     error.code,
                 ) from error
             retry.sleep(response)
+
+    def unreachable(self, cause: str) -> OKXUnreachable:
+        """The one line that says OKX cannot be reached from here, why, and what to change."""
+        return OKXUnreachable(f"cannot reach OKX at {self.base_url}: {cause}. {HOW_TO_REACH}")
 
     def candles(self, inst_id: str, bar: str, first_ms: int, last_ms: int) -> list[Candle]:
         """Every candle with ``first_ms <= ts <= last_ms``, oldest first: read ahead by a

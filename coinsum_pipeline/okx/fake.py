@@ -64,6 +64,8 @@ FAULTS: dict[str, tuple[int, str | None, str]] = {
     "51000": (400, "51000", "Parameter instId error"),
     "html502": (502, None, "<html><title>502 Bad Gateway</title><body>nginx</body></html>"),
     "html200": (200, None, "<!DOCTYPE html><html><body>Site maintenance</body></html>"),
+    # What a CDN or firewall in front of OKX answers a machine it refuses (a blocked region).
+    "html403": (403, None, "<html><title>403 Forbidden</title><body>Access denied</body></html>"),
     "timeout": (0, None, "answer later than the client's timeout"),
     "drop": (0, None, "close the connection without answering"),
 }

@@ -18,7 +18,7 @@ from coinsum_pipeline.core.basket import swap_inst_id
 from coinsum_pipeline.core.market import CoinFetch
 from coinsum_pipeline.core.reasons import MissingReason
 from coinsum_pipeline.core.slots import SLOT_MS, day_start, epoch_ms
-from coinsum_pipeline.okx.client import OKXClient, OKXError, UnknownInstrument
+from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnreachable, UnknownInstrument
 
 UNKNOWN = MissingReason.UNKNOWN_INSTRUMENT
 
@@ -30,11 +30,16 @@ T = TypeVar("T")
 def fetch_basket(
     client: OKXClient, coins: Sequence[str], slots: Sequence[datetime], threads: int = 8
 ) -> dict[str, CoinFetch]:
-    """Candles for every coin of the basket covering ``slots`` and their days' 00:00 bases."""
+    """Candles for every coin of the basket covering ``slots`` and their days' 00:00 bases.
+
+    Raises ``OKXUnreachable`` when OKX cannot be reached at all (its first request, or every
+    coin): then nothing is worth storing, and the run says so at once.
+    """
     first_ms = epoch_ms(day_start(slots[0].date()))
     last_ms = epoch_ms(slots[-1])
     # None when OKX cannot list its swaps: then 51001 on the candles call tells unknown symbols.
     listed = _optional(client.swap_instruments, "the list of swaps (listing times)")
+    unreachable: list[OKXUnreachable] = []
 
     def one(coin: str) -> CoinFetch:
         inst_id = swap_inst_id(coin)
@@ -49,6 +54,8 @@ def fetch_basket(
         except UnknownInstrument as exc:
             return CoinFetch(failure=UNKNOWN, detail=str(exc))
         except OKXError as exc:
+            if isinstance(exc, OKXUnreachable):
+                unreachable.append(exc)
             log.warning("fetching %s failed: %s", inst_id, exc)
             return CoinFetch(
                 list_time_ms=list_time, failure=MissingReason.FETCH_FAILED, detail=str(exc)
@@ -56,13 +63,19 @@ def fetch_basket(
         return CoinFetch(candles={c.ts: c for c in candles}, list_time_ms=list_time)
 
     with ThreadPoolExecutor(max_workers=max(1, min(threads, len(coins)))) as pool:
-        return dict(zip(coins, pool.map(one, coins), strict=True))
+        fetched = dict(zip(coins, pool.map(one, coins), strict=True))
+    if unreachable and len(unreachable) == len(coins):
+        raise unreachable[0]
+    return fetched
 
 
 def _optional(fetch: Callable[[], T], what: str) -> T | None:
-    """Data that improves a run but must not fail it: None, with a warning, if OKX won't give it."""
+    """Data that improves a run but must not fail it: None, with a warning, if OKX won't give it
+    (but OKX unreachable fails it: nothing else would come either)."""
     try:
         return fetch()
+    except OKXUnreachable:
+        raise
     except OKXError as exc:
         log.warning("could not fetch %s from OKX (%s); going on without it", what, exc)
         return None
