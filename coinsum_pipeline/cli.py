@@ -8,23 +8,30 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import NoReturn
 
 import duckdb
 
 from coinsum_pipeline import clock
-from coinsum_pipeline.core.basket import BasketError, basket_text, parse_basket, swap_inst_id
+from coinsum_pipeline.core.alerts import trial_alert
+from coinsum_pipeline.core.basket import (
+    DEFAULT_COINS,
+    BasketError,
+    basket_text,
+    parse_basket,
+    swap_inst_id,
+)
 from coinsum_pipeline.core.slots import (
-    SLOTS_PER_DAY,
     DateError,
     current_slot,
     day_start,
     days_in,
     parse_day,
+    slots_due,
 )
-from coinsum_pipeline.defs.resources import resolved
+from coinsum_pipeline.defs.resources import AlertSettingError, resolved
 from coinsum_pipeline.demo import DEMO_DAYS, DEMO_FOLDER, run_demo
 from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnavailable, OKXUnreachable
 from coinsum_pipeline.services import dev_command, exec_in_home, serve_command
@@ -98,6 +105,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     basket.add_argument("--set", dest="coins", metavar="COINS", help="e.g. BTC,ETH,SOL")
     basket.add_argument("--from", dest="first", type=_day, metavar="YYYY-MM-DD")
+    basket.add_argument(
+        "--allow-unlisted",
+        action="store_true",
+        help="record coins OKX lists no swap for (their slots are stored as unknown_instrument)",
+    )
+    alert = commands.add_parser(
+        "alert",
+        help="send a test alert through the configured webhook",
+        description="Send a test message through COINSUM_ALERT_WEBHOOK, in COINSUM_ALERT_FORMAT, "
+        "as one deliver_alert run with its retries (shown in the UI), and print what the endpoint "
+        "answered. Exits 1 if it refused every try.",
+    )
+    alert.add_argument("--test", action="store_true", required=True, help="send the test message")
     commands.add_parser(
         "dev",
         help="start the Dagster UI and daemon (schedules, backfills) on this project's instance",
@@ -140,9 +160,9 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
 
     from coinsum_pipeline.backfill import backfill, export_range, plan
 
-    _check_range(first, last)
-    requested = _requested_basket()  # a typo stops here, not in every run
     now = clock.now()
+    last = _up_to_today(first, last, now)
+    requested = _requested_basket()  # a typo stops here, not in every run
     total = sum(len(run) for run in plan(first, last, now))
     home = dagster_home()
     database = _database()
@@ -207,7 +227,7 @@ def progress_bar(done: int, total: int, width: int = 24) -> str:
 
 def _export(first: date, last: date, folder: Path | None) -> int:
     """A range export from the readers' snapshot: no Dagster run, no wait for one."""
-    _check_range(first, last)
+    last = _up_to_today(first, last, clock.now())
     with resolved("exports") as exports:
         target, palette = folder or exports.ranges(), exports.palette()
     with _database().read() as conn:
@@ -237,11 +257,15 @@ def _status(first: date | None, last: date | None) -> int:
             "SELECT * FROM daily_coverage WHERE trade_date BETWEEN ? AND ? ORDER BY trade_date",
             [first or date.min, last or date.max],
         ).fetchdf()
-        (newest,) = conn.execute("SELECT max(slot_start) FROM coin_sum").fetchone()
+        (newest,) = conn.execute(
+            "SELECT max(slot_start) FROM coin_sum WHERE trade_date BETWEEN ? AND ?",
+            [first or date.min, last or date.max],
+        ).fetchone()
     if frame.empty:
         print("(no days stored in that range)")
         return 0
-    frame.insert(2, "slots_expected", SLOTS_PER_DAY)
+    now = clock.now()
+    frame.insert(2, "slots_expected", [slots_due(day, now) for day in frame["trade_date"]])
     print(frame.to_string(index=False))
     print(
         f"{len(frame)} day(s); {int(frame['slots_complete'].sum())} of "
@@ -256,6 +280,26 @@ def _check_range(first: date, last: date) -> None:
         raise DateError(f"--to {last} is before --from {first}: give the earlier date first.")
 
 
+def _up_to_today(first: date, last: date, now: datetime) -> date:
+    """The last day a command over ``first``..``last`` acts on: ``last``, or today (Beijing) with
+    a note when ``last`` is later; a range that starts after today is refused."""
+    _check_range(first, last)
+    today = now.date()
+    if first > today:
+        raise DateError(
+            f"--from {first} is in the future: today in Beijing is {today}, with slots up to "
+            f"{current_slot(now):%H:%M}. Give days up to today."
+        )
+    if last > today:
+        print(
+            f"note: --to {last} is in the future; stopping at today, {today}, whose slots so far "
+            f"run to {current_slot(now):%H:%M} (Beijing).",
+            flush=True,
+        )
+        return today
+    return last
+
+
 def _requested_basket() -> tuple[str, ...] | None:
     with resolved("basket") as basket:
         return basket.requested()
@@ -268,7 +312,7 @@ def _database() -> CoinsumDatabase:
         return database
 
 
-def _basket(coins: str | None, first: date | None) -> int:
+def _basket(coins: str | None, first: date | None, allow_unlisted: bool) -> int:
     """Show the basket history, or record a change of basket from a day on."""
     if coins is None:
         if first is not None:
@@ -280,10 +324,25 @@ def _basket(coins: str | None, first: date | None) -> int:
             ).fetchdf()
         print(frame.to_string(index=False) if len(frame) else "(no basket recorded yet)")
         return 0
-    basket = parse_basket(coins)
+    if not coins.strip():
+        raise BasketError(
+            "--set '' names no coins: give the basket, e.g. --set BTC,ETH,SOL (SPEC's 27: "
+            f"--set {basket_text(DEFAULT_COINS)})."
+        )
+    basket = parse_basket(coins, source=f"--set {coins!r}")
+    listed = _okx_swaps()
+    unlisted = [coin for coin in basket if swap_inst_id(coin) not in listed]
+    if unlisted and not allow_unlisted:
+        raise BasketError(
+            f"OKX lists no swap for {', '.join(unlisted)} ({swap_inst_id(unlisted[0])}), so every "
+            "slot would be incomplete: check the spelling, or add --allow-unlisted to record "
+            "them anyway (their slots are then stored as unknown_instrument). Nothing recorded."
+        )
     since = first or clock.now().date()
     stored = _database().change_basket(LOG, since, basket)
     print(f"basket from {since} on: {len(basket)} coins ({basket_text(basket)})")
+    if unlisted:
+        print(f"note: OKX lists no swap for {', '.join(unlisted)}: stored as unknown_instrument")
     if stored:
         print(
             f"{stored} stored day(s) from {since} on keep the basket they were collected with "
@@ -296,6 +355,41 @@ def _basket(coins: str | None, first: date | None) -> int:
             f"{basket_text(basket)} or unset it, or runs will be refused."
         )
     return 0
+
+
+def _alert_test() -> int:
+    from dagster import DagsterEventType, DagsterInstance
+
+    from coinsum_pipeline.definitions import build_defs
+    from coinsum_pipeline.defs.jobs import alert_run, deliver_alert
+
+    with resolved("alerts") as alerts:
+        url, fmt, pause = alerts.url.strip(), alerts.format, alerts.retry_seconds
+    if not url:
+        raise AlertSettingError(
+            "COINSUM_ALERT_WEBHOOK is not set: set it to the webhook's URL, then try again."
+        )
+    alert = trial_alert(clock.now())
+    print(f"sending a test alert to {url} as {fmt} (up to 4 tries, {pause} s apart)", flush=True)
+    with DagsterInstance.get() as instance:
+        result = (
+            build_defs()
+            .resolve_job_def(deliver_alert.name)
+            .execute_in_process(instance=instance, raise_on_error=False, **alert_run(alert))
+        )
+    for event in result.all_events:
+        if event.event_type == DagsterEventType.STEP_OUTPUT:
+            answer = event.step_output_data.metadata["answer"].value
+            print(f"sent: the endpoint answered {answer}; run {result.run_id[:8]} in the UI")
+            return 0
+    (failure,) = result.get_step_failure_events()
+    error = failure.step_failure_data.error
+    print(
+        f"coinsum: the test alert was not delivered: {(error.cause or error).message.strip()} "
+        f"(run {result.run_id[:8]} in the UI shows each try)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _serve(service: str, host: str, port: int) -> NoReturn:
@@ -373,10 +467,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args.first, args.last, args.out)
         if args.command == "status":
             return _status(args.first, args.last)
+        if args.command == "alert":
+            return _alert_test()
         if args.command == "basket":
-            return _basket(args.coins, args.first)
+            return _basket(args.coins, args.first, args.allow_unlisted)
         return _backfill(args.first, args.last, step_retries=not args.fail_fast)
-    except (DateError, BasketError, StorageError, SchemaError, OKXError, PaletteError) as exc:
+    except (
+        DateError,
+        BasketError,
+        StorageError,
+        SchemaError,
+        OKXError,
+        PaletteError,
+        AlertSettingError,
+    ) as exc:
         print(f"coinsum: {exc}", file=sys.stderr)
         return 2
 

@@ -37,19 +37,26 @@ def payload(alert: Alert, fmt: str) -> dict:
     raise WebhookError(f"COINSUM_ALERT_FORMAT is {fmt!r}: use one of {', '.join(FORMATS)}.")
 
 
-def deliver(alert: Alert, url: str, fmt: str, timeout: float) -> None:
-    """POST the alert; raises ``WebhookError`` unless the endpoint accepted it (2xx and, for
-    DingTalk and Feishu, which answer 200 with an error code, a zero code)."""
+def deliver(alert: Alert, url: str, fmt: str, timeout: float) -> str:
+    """POST the alert and return what the endpoint answered; raises ``WebhookError`` unless it
+    accepted it (2xx and, for DingTalk and Feishu, which answer 200 with an error code, a zero
+    code)."""
     try:
         answer = requests.post(url, json=payload(alert, fmt), timeout=timeout)
     except requests.RequestException as exc:
         raise WebhookError(f"cannot reach the alert webhook {url}: {exc}") from exc
+    said = f"HTTP {answer.status_code}" + (f": {answer.text[:200]}" if answer.text else "")
     if not answer.ok:
-        raise WebhookError(
-            f"the alert webhook {url} answered HTTP {answer.status_code}: {answer.text[:200]}"
-        )
+        raise WebhookError(f"the alert webhook {url} answered {said}")
     if fmt in ("dingtalk", "feishu"):
-        body = answer.json() if answer.content else {}
-        code = body.get("errcode", body.get("code", 0))
+        try:
+            body = answer.json() if answer.content else {}
+            code = body.get("errcode", body.get("code", 0))
+        except (ValueError, AttributeError):
+            raise WebhookError(
+                f"the alert webhook {url} answered {said}, not a {fmt} answer: check "
+                "COINSUM_ALERT_WEBHOOK and COINSUM_ALERT_FORMAT"
+            ) from None
         if code:
             raise WebhookError(f"the {fmt} webhook refused the message: {answer.text[:200]}")
+    return said

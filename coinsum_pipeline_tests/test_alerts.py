@@ -19,11 +19,13 @@ from dagster import (
 )
 
 from coinsum_pipeline.backfill import run_slots
+from coinsum_pipeline.cli import main
 from coinsum_pipeline.core.alerts import SlotSum, sum_alerts
 from coinsum_pipeline.core.slots import epoch_ms
 from coinsum_pipeline.definitions import build_defs
+from coinsum_pipeline.defs.jobs import ALERT_TAG
 from coinsum_pipeline.defs.resources import resolved
-from coinsum_pipeline.defs.sensors import ALERT_TAG, alerts
+from coinsum_pipeline.defs.sensors import alerts
 from coinsum_pipeline.webhook import WebhookError, payload
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
@@ -50,6 +52,7 @@ class Receiver:
                 receiver.bodies.append(body)
                 self.send_response(200)
                 self.end_headers()
+                self.wfile.write(b'{"errcode":0,"errmsg":"ok"}')  # as DingTalk answers
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -225,3 +228,29 @@ def test_a_failing_receiver_is_retried_and_a_failure_shows_on_the_run(
     error = failure.event_log_entry.dagster_event.step_failure_data.error
     shown = "".join(e.to_string() for e in (error, error.cause) if e)
     assert "answered HTTP 500: receiver down" in shown, shown
+
+
+def test_a_test_alert_goes_through_the_configured_webhook_and_prints_its_answer(
+    pipeline: Pipeline,
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("COINSUM_ALERT_FORMAT", "dingtalk")
+    receiver.fail_next = 1  # the configured retries deliver it on the second try
+    assert main(["alert", "--test"]) == 0
+    answered = 'sent: the endpoint answered HTTP 200: {"errcode":0,"errmsg":"ok"}; run '
+    assert answered in capsys.readouterr().out
+    (body,) = receiver.bodies
+    assert body["msgtype"] == "text" and body["text"]["content"].startswith("coinsum: 测试消息")
+    (run,) = pipeline.instance.get_run_records()
+    assert run.dagster_run.tags[ALERT_TAG] == "test" and receiver.attempts == 2
+
+    receiver.fail_next = 99
+    assert main(["alert", "--test"]) == 1
+    assert "answered HTTP 500: receiver down" in capsys.readouterr().err
+    assert receiver.attempts == 2 + 4
+
+    monkeypatch.setenv("COINSUM_ALERT_WEBHOOK", "")
+    assert main(["alert", "--test"]) == 2
+    assert "COINSUM_ALERT_WEBHOOK is not set" in capsys.readouterr().err

@@ -122,3 +122,35 @@ def test_each_day_takes_the_basket_in_force_from_its_change_on() -> None:
     assert history.on(date(2026, 1, 8)) == history.current == ("SOL", "BTC")
     assert history.coins_of([date(2026, 1, 9), date(2026, 1, 7)]) == ("BTC", "ETH", "SOL")
     assert history.all_coins() == ("BTC", "ETH", "SOL")
+
+
+@pytest.mark.parametrize(
+    ("typed", "message"),
+    [
+        ("", "--set '' names no coins: give the basket, e.g. --set BTC,ETH,SOL"),
+        ("BTC,ET H", "--set 'BTC,ET H' has malformed coin symbols ['ET H']"),
+        (",", "--set ',' names no coins"),
+        ("BTC,ETH,ADA", "OKX lists no swap for ADA (ADA-USDT-SWAP), so every slot would be"),
+    ],
+)
+def test_a_basket_change_names_what_was_typed_and_records_nothing_doubtful(
+    pipeline: Pipeline, capsys: pytest.CaptureFixture[str], typed: str, message: str
+) -> None:
+    assert main(["basket", "--set", typed]) == 2
+    assert message in capsys.readouterr().err
+    assert not pipeline.db.exists(), "nothing recorded"
+
+
+def test_a_coin_okx_does_not_list_is_recorded_only_when_asked_and_then_reported(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COINSUM_COINS", "")  # the database's basket
+    args = ["basket", "--set", "BTC,ETH,ADA", "--from", "2026-01-05", "--allow-unlisted"]
+    assert main(args) == 0
+    assert "note: OKX lists no swap for ADA" in capsys.readouterr().out
+    assert main(["backfill", *DAY1]) == 0
+    missing = pipeline.query("SELECT DISTINCT coin, reason FROM missing_values")
+    assert missing == [("ADA", "unknown_instrument")]
+    assert pipeline.query("SELECT DISTINCT coins_reported, coins_expected FROM coin_sum") == [
+        (2, 3)
+    ]

@@ -49,8 +49,8 @@ HEADERS = {
 # After SPEC's sum columns: the breadth of the slot.
 BREADTH = ["上涨币数", "下跌币数", "持平币数", "最强币种", "最强涨跌幅", "最弱币种", "最弱涨跌幅",
            "涨跌幅中位数"]  # fmt: skip
-DAY = "2026-01-05"
-GAP = (beijing("2026-01-05 04:00"), beijing("2026-01-05 05:00"))  # ETH: 3 slots without candle
+DAY = "2026-02-17"  # not the first user's days: the README's queries must answer on any
+GAP = (beijing(f"{DAY} 04:00"), beijing(f"{DAY} 05:00"))  # ETH: 3 slots without candle
 
 
 @pytest.fixture(scope="module")
@@ -215,13 +215,13 @@ def test_status_and_range_export_commands(
     assert row["trade_date"] == DAY
     assert (row["slots_expected"], row["slots_stored"], row["slots_complete"]) == ("48", "48", "0")
     assert (row["missing_values"], row["no_candle"], row["unknown_instrument"]) == ("51", "3", "48")
-    assert "1 day(s); 0 of 48 stored slots complete; newest slot 2026-01-05 23:30" in printed
+    assert f"1 day(s); 0 of 48 stored slots complete; newest slot {DAY} 23:30" in printed
 
     assert main(["export", "--from", DAY, "--to", DAY, "--out", str(tmp_path / "out")]) == 0
     assert len(read_csv(tmp_path / "out" / f"full_{DAY}.csv")) == 48 * 3 - 3
-    assert main(["export", "--from", "2026-01-06", "--to", DAY]) == 2
+    assert main(["export", "--from", "2026-02-18", "--to", DAY]) == 2
     assert "before --from" in capsys.readouterr().err
-    assert main(["status", "--from", "2026-01-06", "--to", DAY]) == 2
+    assert main(["status", "--from", "2026-02-18", "--to", DAY]) == 2
     assert "before --from" in capsys.readouterr().err
     empty = tmp_path / "empty"
     assert main(["export", "--from", "2026-02-01", "--to", "2026-02-02", "--out", str(empty)]) == 1

@@ -262,3 +262,55 @@ def test_day_boundaries_are_beijing_midnight() -> None:
     assert day_start(date(2026, 1, 5)).isoformat() == "2026-01-05T00:00:00+08:00"
     assert midnight_ms(date(2026, 1, 5)) == 1767542400000  # 2026-01-04 16:00 UTC
     assert epoch_ms(day_start(date(2026, 1, 5)) + 47 * SLOT) == 1767542400000 + 47 * 1_800_000
+
+
+def test_a_future_to_stops_at_today_and_says_so(
+    pipeline: Pipeline, clock_at, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock_at("2026-01-06 01:10")  # today's slots so far: 00:00, 00:30, 01:00
+    assert main(["backfill", "--from", "2026-01-05", "--to", "2026-01-09"]) == 0
+    out = capsys.readouterr().out
+    assert "note: --to 2026-01-09 is in the future; stopping at today, 2026-01-06" in out
+    assert "coinsum backfill 2026-01-05 .. 2026-01-06: 51 slots" in out
+    assert pipeline.query("SELECT count(*) FROM coin_sum") == [(51,)]
+    assert main(["export", "--from", "2026-01-06", "--to", "2026-01-30"]) == 0
+    out = capsys.readouterr().out
+    assert "stopping at today" in out and "sum_2026-01-06.csv  (3 rows)" in out
+    for command in ("backfill", "export"):
+        assert main([command, "--from", "2026-01-07", "--to", "2026-01-08"]) == 2
+        assert "--from 2026-01-07 is in the future: today in Beijing is" in capsys.readouterr().err
+
+
+def test_status_expects_todays_slots_so_far_and_keeps_to_the_range(
+    pipeline: Pipeline, clock_at, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clock_at("2026-01-06 16:40")
+    assert main(["backfill", "--from", "2026-01-05", "--to", "2026-01-06"]) == 0
+    capsys.readouterr()
+    assert main(["status"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = [line.split()[:4] for line in lines[1:3]]
+    assert expected == [["2026-01-05", "48", "48", "48"], ["2026-01-06", "34", "34", "34"]]
+    assert lines[-1].endswith("newest slot 2026-01-06 16:30")
+    assert main(["status", "--to", "2026-01-05"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1].endswith("newest slot 2026-01-05 23:30")
+
+
+def test_every_slot_of_a_ranged_run_carries_its_own_sum_for_dagsters_plot(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COINSUM_COINS", "BTC,ETH,NOPE")  # NOPE: no slot is complete
+    slots = list(slots_in(beijing("2026-01-05 00:00"), beijing("2026-01-05 03:00")))
+    assert run_slots(slots, pipeline.instance).success
+    records = pipeline.instance.fetch_materializations(SLOTS, limit=100).records
+    assert len(records) == len(slots), "one materialization per slot, nothing extra"
+    plotted = {
+        r.partition_key: (
+            r.asset_materialization.metadata["sum_pct"].value,
+            r.asset_materialization.metadata["coins_reported"].value,
+        )
+        for r in records
+    }
+    stored = pipeline.query("SELECT slot_start, sum_pct, coins_reported FROM coin_sum")
+    assert plotted == {f"{s:%Y-%m-%d-%H:%M}": (total, n) for s, total, n in stored}
+    assert len(set(plotted.values())) == len(slots) and {n for _, n in plotted.values()} == {2}

@@ -108,3 +108,16 @@ def late_alert(due: datetime, now: datetime) -> Alert:
         "gap_repair）",
         {"minutes": minutes},
     )
+
+
+def trial_alert(now: datetime) -> Alert:
+    """A message that says only that alerts reach their endpoint (``coinsum alert --test``), so
+    the webhook can be tried without waiting for the market."""
+    when = now.strftime("%Y-%m-%d %H:%M:%S")
+    return Alert(
+        f"test:{when}",
+        "test",
+        _when(now),
+        f"coinsum: 测试消息，告警已接通（{when} 北京时间）。This is a test alert from coinsum.",
+        {},
+    )

@@ -28,11 +28,12 @@ class BasketError(ValueError):
     """A basket that cannot be tracked as given; the message says how to fix it."""
 
 
-def parse_basket(text: str | None) -> tuple[str, ...]:
+def parse_basket(text: str | None, source: str = "COINSUM_COINS") -> tuple[str, ...]:
     """Read a comma list such as ``BTC,eth, SOL-USDT-SWAP`` into upper-case base symbols.
 
     An empty value means the default 27 coins. Malformed symbols are rejected here, before any
-    request, so a typo never turns into a silently shorter basket.
+    request, so a typo never turns into a silently shorter basket; the message names ``source``,
+    where the user typed it.
     """
     if text is None or not text.strip():
         return DEFAULT_COINS
@@ -54,11 +55,11 @@ def parse_basket(text: str | None) -> tuple[str, ...]:
             else ""
         )
         raise BasketError(
-            f"COINSUM_COINS has malformed coin symbols {bad}: give a comma-separated list of OKX "
+            f"{source} has malformed coin symbols {bad}: give a comma-separated list of OKX "
             f"base symbols such as 'BTC,ETH,SOL' (letters and digits only).{hint}"
         )
     if not coins:
-        raise BasketError("COINSUM_COINS names no coins: leave it unset for the default 27.")
+        raise BasketError(f"{source} names no coins: give at least one, e.g. 'BTC,ETH,SOL'.")
     return tuple(coins)
 
 

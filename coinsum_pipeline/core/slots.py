@@ -69,3 +69,10 @@ def current_slot(now: datetime) -> datetime:
     """The slot that contains ``now``."""
     local = now.astimezone(BEIJING)
     return local.replace(minute=local.minute - local.minute % 30, second=0, microsecond=0)
+
+
+def slots_due(day: date, now: datetime) -> int:
+    """How many of ``day``'s slots have started by ``now``: 48 for a past day, the slots so far
+    for today, 0 for a day to come."""
+    started = (current_slot(now) - day_start(day)) // SLOT + 1
+    return max(0, min(SLOTS_PER_DAY, started))

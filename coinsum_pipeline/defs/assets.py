@@ -28,7 +28,7 @@ from dagster import (
 from coinsum_pipeline.core.basket import BasketError
 from coinsum_pipeline.core.compute import compute_slot_tables
 from coinsum_pipeline.core.reasons import MissingReason
-from coinsum_pipeline.core.slots import days_in, slots_in
+from coinsum_pipeline.core.slots import days_in, slot_key, slots_in
 from coinsum_pipeline.defs.dagster_compat import decorate_without_notices, without_notices
 from coinsum_pipeline.defs.partitions import DAY_PARTITIONS, SLOT_PARTITIONS
 from coinsum_pipeline.defs.resources import BasketResource, ExportFolder, OKXResource
@@ -99,11 +99,12 @@ def basket_slots(
         # This step's requests for the slot prices; the checks' own requests come after it.
         "range_okx_price_requests": MetadataValue.json(okx.client.requests_made),
     }
-    if len(slots) == 1:  # the slot's own numbers, which Dagster plots over time
-        row = tables.sums.iloc[0]
-        metadata["coins_reported"] = int(row["coins_reported"])
-        if row["coins_reported"]:
-            metadata["sum_pct"] = float(row["sum_pct"])
+    # Each slot's own numbers on its own materialization, which Dagster plots over time.
+    for slot, reported, total in zip(
+        slots, tables.sums["coins_reported"], tables.sums["sum_pct"], strict=True
+    ):
+        own = {"coins_reported": int(reported)} | ({"sum_pct": float(total)} if reported else {})
+        context.add_asset_metadata(own, partition_key=slot_key(slot))
     failed = sorted(c for c, got in fetched.items() if got.failure == MissingReason.FETCH_FAILED)
     if failed:
         raise Failure(

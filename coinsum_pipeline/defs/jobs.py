@@ -5,7 +5,10 @@ import json
 from dagster import (
     AssetSelection,
     Config,
+    Nothing,
     OpExecutionContext,
+    Out,
+    Output,
     RetryRequested,
     define_asset_job,
     job,
@@ -45,16 +48,39 @@ class AlertConfig(Config):
 DELIVERY_TRIES = 4
 
 
-@op(description="POST one alert to COINSUM_ALERT_WEBHOOK; a failed delivery is tried again.")
-def send_alert(context: OpExecutionContext, config: AlertConfig, alerts: AlertWebhook) -> None:
+ALERT_TAG = "coinsum/alert"
+
+
+def alert_run(alert: Alert) -> dict:
+    """The ``run_config`` and ``tags`` of the ``deliver_alert`` run that sends ``alert``."""
+    config = {
+        "key": alert.key,
+        "kind": alert.kind,
+        "slot": alert.slot,
+        "text": alert.text,
+        "facts": json.dumps(alert.facts, ensure_ascii=False),
+    }
+    return {
+        "run_config": {"ops": {"send_alert": {"config": config}}},
+        "tags": {ALERT_TAG: alert.kind, "coinsum/slot": alert.slot},
+    }
+
+
+@op(
+    description="POST one alert to COINSUM_ALERT_WEBHOOK; a failed delivery is tried again.",
+    out=Out(Nothing),
+)
+def send_alert(context: OpExecutionContext, config: AlertConfig, alerts: AlertWebhook) -> Output:
     alert = Alert(config.key, config.kind, config.slot, config.text, json.loads(config.facts))
     try:
-        alerts.send(alert)
+        answer = alerts.send(alert)
     except WebhookError as exc:  # shown on the run's page, with each retry
         raise RetryRequested(
             max_retries=DELIVERY_TRIES - 1, seconds_to_wait=alerts.retry_seconds
         ) from exc
     context.log.info(f"sent: {alert.text}")
+    # What the endpoint said, on the step's output in the UI (and read by `coinsum alert --test`).
+    return Output(None, metadata={"answer": answer})
 
 
 @job(description="Deliver one alert: the alerts sensor starts one run per alert.")

@@ -124,8 +124,9 @@ class AlertWebhook(ConfigurableResource):
                 "for example 20,-20."
             ) from None
 
-    def send(self, alert: Alert) -> None:
-        deliver(alert, self.url, self.format.strip().lower(), self.timeout_seconds)
+    def send(self, alert: Alert) -> str:
+        """POST ``alert``; returns what the endpoint answered."""
+        return deliver(alert, self.url, self.format.strip().lower(), self.timeout_seconds)
 
 
 class AlertSettingError(ValueError):

@@ -36,12 +36,12 @@ from dagster import (
 )
 
 from coinsum_pipeline import clock
-from coinsum_pipeline.core.alerts import Alert, late_alert, sum_alerts
+from coinsum_pipeline.core.alerts import late_alert, sum_alerts
 from coinsum_pipeline.core.slots import SLOT, current_slot, day_start, slot_key, slots_in
 from coinsum_pipeline.defs.assets import SLOTS_PER_RUN, day_exports
 from coinsum_pipeline.defs.checks import OVERDUE_AFTER, freshness_check
 from coinsum_pipeline.defs.dagster_compat import partition_tags, without_notices
-from coinsum_pipeline.defs.jobs import deliver_alert, slots_job
+from coinsum_pipeline.defs.jobs import alert_run, deliver_alert, slots_job
 from coinsum_pipeline.defs.partitions import FIRST_DAY
 from coinsum_pipeline.defs.resources import AlertWebhook, OKXResource
 from coinsum_pipeline.okx.client import OKXError, OKXUnreachable
@@ -59,7 +59,6 @@ RUNS_PER_TICK = 4
 TRIES_PER_SLOT = 3
 TICK_SECONDS = 600  # so a slot is retried at most every 10 minutes
 REPAIR_TAG = "coinsum/gap_repair"
-ALERT_TAG = "coinsum/alert"
 TRY_TAG = "coinsum/gap_repair_try"
 NEVER_WRITTEN = "never written"
 BUSY = [
@@ -231,25 +230,8 @@ def alerts(
         cursor["newest"] = slot_key(recent[-1].slot_start)
     else:
         cursor.setdefault("newest", "")
-    requests = [
-        RunRequest(
-            run_key=alert.key,
-            run_config={"ops": {"send_alert": {"config": alert_config(alert)}}},
-            tags={ALERT_TAG: alert.kind, "coinsum/slot": alert.slot},
-        )
-        for alert in found
-    ]
+    requests = [RunRequest(run_key=alert.key, **alert_run(alert)) for alert in found]
     return SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
-
-
-def alert_config(alert: Alert) -> dict[str, str]:
-    return {
-        "key": alert.key,
-        "kind": alert.kind,
-        "slot": alert.slot,
-        "text": alert.text,
-        "facts": json.dumps(alert.facts, ensure_ascii=False),
-    }
 
 
 freshness_sensor = without_notices(
