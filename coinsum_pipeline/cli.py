@@ -10,7 +10,6 @@ import time
 from collections.abc import Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import NoReturn
 
 import duckdb
 
@@ -34,7 +33,12 @@ from coinsum_pipeline.core.slots import (
 from coinsum_pipeline.defs.resources import AlertSettingError, resolved
 from coinsum_pipeline.demo import DEMO_DAYS, DEMO_FOLDER, run_demo
 from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnavailable, OKXUnreachable
-from coinsum_pipeline.services import dev_command, exec_in_home, serve_command
+from coinsum_pipeline.services import (
+    dev_command,
+    exec_in_home,
+    serve_command,
+    start_board_beside,
+)
 from coinsum_pipeline.settings import dagster_home, value
 from coinsum_pipeline.warehouse.charts import PaletteError
 from coinsum_pipeline.warehouse.database import CoinsumDatabase, StorageError, range_summary
@@ -125,20 +129,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve = commands.add_parser(
         "serve",
-        help="run one production service: the Dagster webserver (UI) or the daemon",
+        help="run one production service: the Dagster webserver (UI), the daemon, or the board",
         description="Run the Dagster webserver or the daemon on this project's instance "
-        "(DAGSTER_HOME) as a long-running service, as the systemd units in deploy/ do; SIGTERM "
-        "stops it. Before the daemon starts, runs that a stopped or killed daemon left "
-        "'started' are marked failed and their okx pool slots freed.",
+        "(DAGSTER_HOME), or the traders' board over the readers' snapshot, as a long-running "
+        "service, as the systemd units in deploy/ do; SIGTERM stops it. Before the daemon "
+        "starts, runs that a stopped or killed daemon left 'started' are marked failed and "
+        "their okx pool slots freed.",
     )
-    serve.add_argument("service", choices=["webserver", "daemon"])
+    serve.add_argument("service", choices=["webserver", "daemon", "board"])
     serve.add_argument(
         "--host",
         default="127.0.0.1",
-        help="the webserver's address (default 127.0.0.1: OSS Dagster has no login; put a "
-        "reverse proxy with authentication in front to reach it from elsewhere)",
+        help="the address to listen on (default 127.0.0.1: neither the UI nor the board has a "
+        "login; put a reverse proxy with authentication in front to reach them from elsewhere)",
     )
-    serve.add_argument("--port", type=int, default=3000, help="the webserver's port")
+    serve.add_argument(
+        "--port", type=int, help="the port (default: 3000 for the webserver, 3001 for the board)"
+    )
+    # `coinsum dev` and the demo start the board beside Dagster: it ends with them.
+    serve.add_argument("--with-parent", action="store_true", help=argparse.SUPPRESS)
     demo = commands.add_parser(
         "demo",
         help="offline and live: a stand-in OKX, the last days backfilled, then the UI",
@@ -392,9 +401,18 @@ def _alert_test() -> int:
     return 1
 
 
-def _serve(service: str, host: str, port: int) -> NoReturn:
-    """Replace this process with the service; the daemon first closes its predecessor's dead
-    runs (see ``runs.py``)."""
+def _serve(service: str, host: str, port: int | None, with_parent: bool) -> int:
+    """Run the board, or replace this process with the Dagster service; the daemon first
+    closes its predecessor's dead runs (see ``runs.py``)."""
+    if service == "board":
+        from coinsum_pipeline.board.server import BoardPortError, serve_board
+
+        try:
+            serve_board(host, port or int(value("COINSUM_BOARD_PORT")), with_parent)
+        except BoardPortError as exc:
+            print(f"coinsum: {exc}", file=sys.stderr)
+            return 2
+        return 0
     home = dagster_home()
     if service == "daemon":
         from dagster import DagsterInstance
@@ -404,7 +422,7 @@ def _serve(service: str, host: str, port: int) -> NoReturn:
         with DagsterInstance.get() as instance:
             for run_id in close_orphaned_daemon_runs(instance):
                 print(f"coinsum serve daemon: run {run_id} was left started; marked failed")
-    exec_in_home(serve_command(service, host, port), home)
+    exec_in_home(serve_command(service, host, port or 3000), home)
 
 
 def _okx_swaps() -> set[str]:
@@ -454,9 +472,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = _parser().parse_known_args(argv)
     try:
         if args.command == "dev":
-            exec_in_home(dev_command(extra), dagster_home())
+            home = dagster_home()
+            start_board_beside(os.environ)
+            exec_in_home(dev_command(extra), home)
         if args.command == "serve":
-            _serve(args.service, args.host, args.port)
+            return _serve(args.service, args.host, args.port, args.with_parent)
         if args.command == "demo":
             return run_demo(args.days, args.folder.resolve(), args.okx_port, extra)
         if extra:

@@ -19,7 +19,7 @@ from pathlib import Path
 from coinsum_pipeline import clock
 from coinsum_pipeline.core.slots import DateError
 from coinsum_pipeline.okx.fake import FakeOKX
-from coinsum_pipeline.services import dev_command, service_environment
+from coinsum_pipeline.services import dev_command, service_environment, start_board_beside
 from coinsum_pipeline.settings import PROJECT_ROOT, prepare_home
 
 DEMO_FOLDER = PROJECT_ROOT / ".demo"
@@ -61,13 +61,18 @@ def run_demo(days: int, folder: Path, okx_port: int, dev_args: list[str]) -> int
             print("coinsum demo: the backfill failed (see above); not starting the UI.")
             return backfill.returncode
         home = env["DAGSTER_HOME"]
+        board = start_board_beside(env)
         dev = subprocess.Popen(dev_command(dev_args), env=service_environment(env), cwd=home)
         for stop in (signal.SIGTERM, signal.SIGHUP):
             signal.signal(stop, lambda signum, _frame: dev.send_signal(signum))
         while True:
             try:
-                return dev.wait()
+                code = dev.wait()
+                break
             except KeyboardInterrupt:  # dagster dev got the terminal's Ctrl-C too
                 continue
+        board.terminate()
+        board.wait()
+        return code
     finally:
         okx.stop()

@@ -1,9 +1,10 @@
 """How coinsum starts Dagster's long-running processes: the command line and environment.
 
 ``coinsum dev`` is ``dagster dev``: the UI and the daemon in one process tree, for a desk.
-``coinsum serve webserver`` and ``coinsum serve daemon`` are the two production services (each
-its own process, restarted on its own, stopped by SIGTERM within a second or two): what the
-systemd units in ``deploy/`` run.
+``coinsum serve webserver`` and ``coinsum serve daemon`` are the two production services of
+Dagster, ``coinsum serve board`` the traders' page (each its own process, restarted on its own,
+stopped by SIGTERM within a second or two): what the systemd units in ``deploy/`` run.
+``coinsum dev`` and the demo start the board beside Dagster, ending with it.
 
 ``dagster dev`` runs from ``DAGSTER_HOME``: run from the project folder, which holds the
 ``dagster.yaml`` that the home links to, Dagster would warn that this file "will not be used"
@@ -15,7 +16,9 @@ something a user of coinsum can act on.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NoReturn
 
@@ -52,3 +55,10 @@ def exec_in_home(command: list[str], home: Path) -> NoReturn:
     """Replace this process with ``command``, run from ``home`` (see above)."""
     os.chdir(home)
     os.execve(command[0], command, service_environment(dict(os.environ)))
+
+
+def start_board_beside(env: Mapping[str, str]) -> subprocess.Popen:
+    """The board, on ``COINSUM_BOARD_PORT``, as a child that ends when its parent does (a Ctrl-C
+    in the terminal reaches it directly): for ``coinsum dev`` and the demo."""
+    coinsum = str(Path(sys.executable).parent / "coinsum")
+    return subprocess.Popen([coinsum, "serve", "board", "--with-parent"], env=dict(env))

@@ -43,7 +43,16 @@ SETTINGS: dict[str, Setting] = {
         "CSVs and charts: a folder per Beijing day, ranges/ for ranges",
     ),
     "COINSUM_COLORS": Setting(
-        "cn", "the pictures' colours: cn (red up, green down, as China's markets) or west"
+        "cn",
+        "the pictures' and the board's colours: cn (red up, green down, as China's markets) or "
+        "west",
+    ),
+    "COINSUM_BOARD_PORT": Setting(
+        "3001", "the board's port when scripts/start or the demo starts it", kind=int
+    ),
+    "COINSUM_DAGSTER_URL": Setting(
+        "http://127.0.0.1:3000",
+        "the Dagster UI as the board's readers reach it: the board links each slot and day there",
     ),
     "COINSUM_COINS": Setting(
         "", "the basket of a new database; empty: the database's basket (SPEC's 27 when new)"

@@ -18,12 +18,20 @@ from dagster import DagsterInstance
 
 from coinsum_pipeline.core.basket import DEFAULT_COINS
 from coinsum_pipeline.okx.fake import FakeOKX
+from coinsum_pipeline_tests.browser import free_port
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 
 @pytest.fixture(autouse=True)
 def _no_real_okx(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OKX_BASE_URL", "http://127.0.0.1:9")
+
+
+@pytest.fixture(autouse=True)
+def _a_board_port_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`coinsum dev` and the demo start the board: on a free port, not the 3001 of a board the
+    machine may be running, nor of another test's."""
+    monkeypatch.setenv("COINSUM_BOARD_PORT", str(free_port()))
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import csv
 import json
 import math
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -145,3 +146,26 @@ def forwarding_proxy(target: str) -> Iterator[tuple[str, list[str]]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextmanager
+def serving_board(database: Path, colors: str = "cn") -> Iterator[str]:
+    """The board over ``database``'s snapshot, served by uvicorn on a free loopback port in this
+    process (so a test's fixed clock is the board's too): its URL."""
+    import uvicorn
+
+    from coinsum_pipeline.board.app import create_app
+
+    app = create_app(str(database), colors, "http://127.0.0.1:3000")
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        assert thread.is_alive(), "the board did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -20,7 +20,7 @@ from coinsum_pipeline.core.alerts import Alert
 from coinsum_pipeline.core.basket import parse_basket
 from coinsum_pipeline.okx.client import OKXClient
 from coinsum_pipeline.settings import configured
-from coinsum_pipeline.warehouse.charts import PALETTES, Palette, PaletteError
+from coinsum_pipeline.warehouse.charts import Palette, palette_named
 from coinsum_pipeline.warehouse.database import CONNECTION_CONFIG, CoinsumDatabase
 from coinsum_pipeline.webhook import deliver
 
@@ -83,13 +83,7 @@ class ExportFolder(ConfigurableResource):
     colors: str
 
     def palette(self) -> Palette:
-        try:
-            return PALETTES[self.colors.strip().lower()]
-        except KeyError:
-            raise PaletteError(
-                f"COINSUM_COLORS is {self.colors!r}: use cn (red up, green down, as China's "
-                "markets show it) or west (green up, red down)."
-            ) from None
+        return palette_named(self.colors)
 
     def day(self, day: date) -> Path:
         return Path(self.path) / day.isoformat()

@@ -125,6 +125,8 @@ class FakeOKX:
     daily_skew: dict[str, float] = field(default_factory=dict)
     # instId -> factor on its tickers' sodUtc8 alone
     sod_skew: dict[str, float] = field(default_factory=dict)
+    # instId -> the fault every request about it gets: a coin OKX keeps failing for
+    failing: dict[str, str] = field(default_factory=dict)
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = RETRYABLE_FAULTS
     slow_seconds: float = 1.5
@@ -279,8 +281,11 @@ class FakeOKX:
             arrivals.append(now)
             return False
 
-    def _pick_fault(self, path: str) -> str | None:
+    def _pick_fault(self, path: str, inst_id: str | None) -> str | None:
         with self._lock:
+            if inst_id in self.failing:
+                self.faults_served.append(self.failing[inst_id])
+                return self.failing[inst_id]
             for i, (kind, only) in enumerate(self._scripted):
                 if only is None or only == path:
                     del self._scripted[i]
@@ -299,7 +304,7 @@ class FakeOKX:
             self.arrivals.append(time.time())
         if self._over_limit(path):
             return 429, "50011", [], "Too Many Requests"
-        fault = self._pick_fault(path)
+        fault = self._pick_fault(path, params.get("instId"))
         if fault and fault not in ("timeout", "drop"):
             status, code, msg = FAULTS[fault]
             return (status, code, [], msg) if code else (status, None, msg, "")

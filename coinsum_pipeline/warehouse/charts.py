@@ -12,6 +12,8 @@ import io
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
+import matplotlib.colors
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -39,6 +41,24 @@ PALETTES: dict[str, Palette] = {
     "cn": Palette(up=RED, down=GREEN, cmap="RdYlGn_r"),  # China's markets: red is up
     "west": Palette(up=GREEN, down=RED, cmap="RdYlGn"),  # Western markets: green is up
 }
+
+
+def palette_named(name: str) -> Palette:
+    """The palette ``COINSUM_COLORS`` names."""
+    try:
+        return PALETTES[name.strip().lower()]
+    except KeyError:
+        raise PaletteError(
+            f"COINSUM_COLORS is {name!r}: use cn (red up, green down, as China's markets show "
+            "it) or west (green up, red down)."
+        ) from None
+
+
+def colour_scale(palette: Palette, steps: int = 11) -> list[str]:
+    """The day table's colour scale as ``steps`` hex colours, from the most down to the most
+    up: what the board's HTML table interpolates, so it colours as the picture does."""
+    cmap = matplotlib.colormaps[palette.cmap]
+    return [matplotlib.colors.to_hex(cmap(i / (steps - 1))) for i in range(steps)]
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -189,6 +190,52 @@ def publish_snapshot(database: str | Path) -> Path:
     shutil.copyfile(database, staging)
     os.replace(staging, target)
     return target
+
+
+class Snapshot:
+    """The readers' snapshot for a process that reads for hours (the board): one read-only
+    attachment per version of the file, each request a cursor of its own.
+
+    ``duckdb.connect`` hands a path that is already open in this process the same database
+    instance, so a long-lived reader would keep reading the file it first opened after the
+    pipeline has replaced it. Attaching the file to a fresh in-memory database per version
+    does not share: when the snapshot's inode changes, the next request attaches the new file,
+    and requests still running on the old one finish on it (the atomic rename leaves it whole).
+    """
+
+    def __init__(self, database: str | Path) -> None:
+        self.path = snapshot_path(database)
+        self._lock = threading.Lock()
+        self._version: tuple[int, int] | None = None
+        self._current: duckdb.DuckDBPyConnection | None = None
+        self._previous: duckdb.DuckDBPyConnection | None = None  # in use by running requests
+
+    def version(self) -> tuple[int, int]:
+        """The snapshot's identity (inode, change time): it changes with every publish."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            raise StorageError(
+                f"no data yet: {self.path} does not exist. Run `coinsum backfill` first."
+            ) from None
+        return stat.st_ino, stat.st_mtime_ns
+
+    @contextmanager
+    def cursor(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        version = self.version()
+        with self._lock:
+            if version != self._version:
+                attached = duckdb.connect(":memory:", config=CONNECTION_CONFIG)
+                attached.execute("ATTACH ? AS snapshot (READ_ONLY)", [str(self.path)])
+                self._previous, self._current = self._current, attached
+                self._version = version
+            conn = self._current
+        cursor = conn.cursor()
+        try:
+            cursor.execute("USE snapshot")
+            yield cursor
+        finally:
+            cursor.close()
 
 
 def _connect_waiting(

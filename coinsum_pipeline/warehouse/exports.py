@@ -125,13 +125,41 @@ def markdown_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def csv_bytes(frame: pd.DataFrame) -> bytes:
+    """UTF-8 with a BOM, so Excel opens the Chinese headers without a text-import wizard: the
+    bytes of every CSV coinsum writes or serves."""
+    return frame.to_csv(index=False, lineterminator="\n").encode("utf-8-sig")
+
+
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:
-    """UTF-8 with a BOM, so Excel opens the Chinese headers without a text-import wizard."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.tmp")
-    frame.to_csv(staging, index=False, encoding="utf-8-sig")
+    staging.write_bytes(csv_bytes(frame))
     staging.replace(path)  # a user with the old file open in a viewer keeps a whole file
     return path
+
+
+def export_stem(first: date, last: date) -> str:
+    """What names an export's files: ``2026-01-05`` for a day, ``2026-01-03_2026-01-16`` for a
+    range."""
+    return first.isoformat() if first == last else f"{first.isoformat()}_{last.isoformat()}"
+
+
+def read_day_tables(conn: duckdb.DuckDBPyConnection, first: date, last: date) -> pd.DataFrame:
+    """The day tables of ``first``..``last`` stacked; days with different baskets stack into
+    the union of their columns, the sum kept last."""
+    tables = pd.concat([read_day_table(conn, day) for day in days_in(first, last)])
+    return tables.reset_index(drop=True)[[*tables.columns.drop(SUM_HEADER), SUM_HEADER]]
+
+
+CSV_KINDS = (*QUERIES, "day_table")
+
+
+def read_csv(conn: duckdb.DuckDBPyConnection, kind: str, first: date, last: date) -> pd.DataFrame:
+    """The rows of one of the CSVs (``CSV_KINDS``) of days ``first``..``last``."""
+    if kind == "day_table":
+        return read_day_tables(conn, first, last)
+    return read_export(conn, kind, first, last)
 
 
 @dataclass(frozen=True)
@@ -151,11 +179,9 @@ def read_days(conn: duckdb.DuckDBPyConnection, first: date, last: date) -> Expor
         "SELECT NOT complete FROM slot_sums WHERE trade_date BETWEEN ? AND ? ORDER BY slot_start",
         [first, last],
     ).fetchdf()
-    days = days_in(first, last)
-    day_table = pd.concat([read_day_table(conn, day) for day in days], ignore_index=True)
-    # Days with different baskets stack into the union of their columns, the sum kept last.
-    day_table = day_table[[*day_table.columns.drop(SUM_HEADER), SUM_HEADER]]
-    return ExportData(first, last, frames, incomplete.iloc[:, 0], day_table)
+    return ExportData(
+        first, last, frames, incomplete.iloc[:, 0], read_day_tables(conn, first, last)
+    )
 
 
 def write_export(data: ExportData, folder: Path, palette: Palette) -> Export:
@@ -166,7 +192,7 @@ def write_export(data: ExportData, folder: Path, palette: Palette) -> Export:
     colour image of its day table and the previews of its page.
     """
     first, last = data.first, data.last
-    stem = first.isoformat() if first == last else f"{first.isoformat()}_{last.isoformat()}"
+    stem = export_stem(first, last)
     title = first.isoformat() if first == last else f"{first.isoformat()} .. {last.isoformat()}"
     files = {
         kind: write_csv(frame, folder / f"{kind}_{stem}.csv") for kind, frame in data.frames.items()
