@@ -2,8 +2,8 @@
 as the services, printing per simulated day what it leaves on disk and the memory used.
 
 The soak is the daemon: minute by minute of simulated time it runs the daemon's own iterations,
-in process, on the code location loaded in process: the scheduler (the live slots at :01 and
-:31, the day so far again every three hours from 03:03, yesterday again at 00:03, housekeeping
+in process, on the code location loaded in process: the scheduler (the live slots at :00 and
+:30, the day so far again every three hours from 03:03, yesterday again at 00:03, housekeeping
 at :05), the sensors (gap repair, alerts, freshness), the automation condition sensor (the day
 exports), and the run queue. So every tick, skipped or not, its captured logs and each
 automation evaluation are stored as in production. The clock is moved, not waited for, and the

@@ -17,6 +17,12 @@ import time_machine
 from dagster import DagsterInstance
 
 from coinsum_pipeline.core.basket import DEFAULT_COINS
+from coinsum_pipeline.defs.dagster_compat import (
+    DaemonTurns,
+    ForkRunLauncher,
+    daemon_in_process,
+    use_fork_launcher,
+)
 from coinsum_pipeline.okx.fake import FakeOKX
 from coinsum_pipeline_tests.browser import free_port
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
@@ -113,3 +119,15 @@ def pg_pipeline(
     """The same, with the Dagster instance on PostgreSQL, as in production."""
     monkeypatch.setenv("COINSUM_PG_URL", postgres_url)
     yield from _pipeline(fake_okx, tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def daemon(pipeline: Pipeline, tmp_path: Path) -> Iterator[DaemonTurns]:
+    """The daemon's turns in this process on the pipeline's instance, each run it launches in a
+    forked process (which shares the test's clock). Turns a minute apart can come a little
+    sooner than a sensor's minimum interval allows (the clock ticks on during a turn): take
+    them two minutes apart."""
+    use_fork_launcher(Path(os.environ["DAGSTER_HOME"]))
+    ForkRunLauncher.output = tmp_path / "runs.log"
+    with DagsterInstance.get() as instance, daemon_in_process(instance) as turns:
+        yield turns

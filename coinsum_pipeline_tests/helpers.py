@@ -56,7 +56,7 @@ def served_open(okx: FakeOKX, inst_id: str, ts: int) -> float:
 
 
 def real_rows(inst_id: str, bar: str) -> dict[int, list[str]]:
-    """The real OKX candles in shared/okx-real, by ts."""
+    """The real OKX candles the stand-in replays, by ts."""
     from coinsum_pipeline.okx.fake import REAL_DATA
 
     doc = json.loads((REAL_DATA / f"{inst_id}_{bar}.json").read_text())

@@ -14,7 +14,6 @@ from dagster import AssetKey, DefaultScheduleStatus, build_schedule_context
 from coinsum_pipeline.core.slots import SLOT, day_start, slot_key
 from coinsum_pipeline.definitions import defs
 from coinsum_pipeline.defs.partitions import FIRST_DAY
-from coinsum_pipeline.defs.schedules import live_slots
 from coinsum_pipeline_tests.helpers import beijing
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,13 +53,15 @@ def test_slot_partitions_start_at_first_day_and_include_the_running_slot(
 
 
 def test_live_schedule_targets_the_slot_that_just_started() -> None:
+    live_slots = defs.resolve_schedule_def("live_slots")
     assert live_slots.default_status == DefaultScheduleStatus.RUNNING
-    assert live_slots.cron_schedule == "1,31 * * * *"
+    assert live_slots.cron_schedule == "*/30 * * * *", "at each slot's start"
     assert live_slots.execution_timezone == "Asia/Shanghai"
     for fired, key in [
-        ("2026-01-10 00:01", "2026-01-10-00:00"),
-        ("2026-01-10 12:31", "2026-01-10-12:30"),
-        ("2026-01-10 23:31", "2026-01-10-23:30"),
+        ("2026-01-10 00:00", "2026-01-10-00:00"),
+        ("2026-01-10 12:30", "2026-01-10-12:30"),
+        ("2026-01-10 23:30", "2026-01-10-23:30"),
     ]:
-        request = live_slots(build_schedule_context(scheduled_execution_time=beijing(fired)))
+        context = build_schedule_context(scheduled_execution_time=beijing(fired))
+        (request,) = live_slots.evaluate_tick(context).run_requests
         assert (request.partition_key, request.run_key) == (key, key)

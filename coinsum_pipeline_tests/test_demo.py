@@ -25,7 +25,7 @@ from coinsum_pipeline_tests.browser import (
 )
 
 SHIFTED_CLOCK = Path(__file__).resolve().parent / "shifted_clock"
-TICK_SECONDS = (60, 31 * 60)  # live_slots fires at :01 and :31
+TICK_SECONDS = (0, 30 * 60)  # live_slots fires at :00 and :30
 LEAD_SECONDS = 100  # the demo's backfill and start-up, with room for a busy CI machine
 CHECKS = ("slot_completeness", "base_matches_okx", "no_extreme_moves", "freshness_check")
 EXECUTIONS = """

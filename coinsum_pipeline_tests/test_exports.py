@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterator
@@ -31,9 +30,6 @@ from coinsum_pipeline.core.slots import SLOT, epoch_ms, slots_in
 from coinsum_pipeline.definitions import defs
 from coinsum_pipeline.defs.dagster_compat import (
     DaemonTurns,
-    ForkRunLauncher,
-    daemon_in_process,
-    use_fork_launcher,
 )
 from coinsum_pipeline.okx.fake import FakeOKX
 from coinsum_pipeline.settings import dagster_home
@@ -345,18 +341,6 @@ def test_an_unknown_colour_convention_is_refused_naming_the_known_ones(
     monkeypatch.setenv("COINSUM_COLORS", "purple")
     assert main(["export", "--from", DAY, "--to", DAY, "--out", str(tmp_path)]) == 2
     assert "use cn (red up, green down" in capsys.readouterr().err
-
-
-@pytest.fixture
-def daemon(pipeline: Pipeline, tmp_path: Path) -> Iterator[DaemonTurns]:
-    """The daemon's turns in this process on the pipeline's instance, each run it launches in a
-    forked process (which shares the test's clock). Turns a minute apart can come a little
-    sooner than a sensor's minimum interval allows (the clock ticks on during a turn): take
-    them two minutes apart."""
-    use_fork_launcher(Path(os.environ["DAGSTER_HOME"]))
-    ForkRunLauncher.output = tmp_path / "runs.log"
-    with DagsterInstance.get() as instance, daemon_in_process(instance) as turns:
-        yield turns
 
 
 def exported_days(pipeline: Pipeline) -> set[str]:

@@ -14,6 +14,7 @@ from dagster import AssetKey
 from coinsum_pipeline.backfill import backfill, export_range, run_slots
 from coinsum_pipeline.cli import main
 from coinsum_pipeline.core.slots import SLOT, day_start, epoch_ms, slots_in
+from coinsum_pipeline.definitions import defs
 from coinsum_pipeline.defs.dagster_compat import partition_tags
 from coinsum_pipeline.okx.ahead import READ_AHEAD
 from coinsum_pipeline.okx.fake import HISTORY_CANDLES
@@ -109,12 +110,9 @@ def test_midnight_slot_alone_is_zero_percent(pipeline: Pipeline) -> None:
 def test_live_slot_just_after_midnight_uses_the_open_candle(pipeline: Pipeline) -> None:
     from dagster import build_schedule_context
 
-    from coinsum_pipeline.defs.schedules import live_slots
-
-    pipeline.okx.now_ms = epoch_ms(beijing("2026-01-10 00:31"))
-    request = live_slots(
-        build_schedule_context(scheduled_execution_time=beijing("2026-01-10 00:31"))
-    )
+    pipeline.okx.now_ms = epoch_ms(beijing("2026-01-10 00:30:02"))
+    context = build_schedule_context(scheduled_execution_time=beijing("2026-01-10 00:30"))
+    (request,) = defs.resolve_schedule_def("live_slots").evaluate_tick(context).run_requests
     assert request.partition_key == "2026-01-10-00:30"
     assert run_slots([beijing("2026-01-10 00:30")], pipeline.instance).success
     assert assert_values_exact(pipeline) == 27

@@ -12,8 +12,8 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
 from coinsum_pipeline.backfill import backfill, run_slots
 from coinsum_pipeline.core.slots import epoch_ms, slot_of_key
+from coinsum_pipeline.definitions import defs
 from coinsum_pipeline.defs.resources import build_resources
-from coinsum_pipeline.defs.schedules import live_slots
 from coinsum_pipeline.defs.sensors import gap_repair
 from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact, beijing
 
@@ -36,9 +36,10 @@ def test_the_live_schedules_run_and_gap_repairs_tick_on_postgres(
     pg_pipeline: Pipeline, clock_at: Callable[[str], datetime]
 ) -> None:
     instance = pg_pipeline.instance
-    fired = clock_at("2026-01-10 03:31")
+    fired = clock_at("2026-01-10 03:30:02")
     pg_pipeline.okx.now_ms = epoch_ms(fired)
-    request = live_slots(build_schedule_context(instance=instance, scheduled_execution_time=fired))
+    context = build_schedule_context(instance=instance, scheduled_execution_time=fired)
+    (request,) = defs.resolve_schedule_def("live_slots").evaluate_tick(context).run_requests
     assert run_slots([slot_of_key(request.partition_key)], instance).success
     assert pg_pipeline.query("SELECT count(*) FROM coin_sum") == [(1,)]
 

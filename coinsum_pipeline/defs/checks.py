@@ -299,7 +299,7 @@ def no_extreme_moves(
     )
 
 
-# Live collection stores the slot that started at :00 or :30 one minute in; this long after it
+# Live collection stores the slot that started at :00 or :30 seconds in; this long after it
 # starts (:20 or :50) it is overdue (the step's retries and a re-run fit in between).
 OVERDUE_AFTER = timedelta(minutes=20)
 _minute = OVERDUE_AFTER.seconds // 60

@@ -1,6 +1,5 @@
-"""The schedules: live collection (the newest slot, a minute after it starts, every 30
-minutes), the day so far again every three hours, yesterday again at 00:03, and hourly
-housekeeping.
+"""The schedules: live collection (each slot as it starts, at :00 and :30 Beijing time), the
+day so far again every three hours, yesterday again at 00:03, and hourly housekeeping.
 
 Why collect slots twice: the live schedule stores a day in 48 runs, one per slot. Collected
 again in one run (the same values: an open price never changes; a late candle gets filled), the
@@ -19,6 +18,7 @@ from dagster import (
     ScheduleDefinition,
     ScheduleEvaluationContext,
     SkipReason,
+    build_schedule_from_partitioned_job,
     schedule,
 )
 
@@ -48,19 +48,20 @@ def _collecting(cron: str, description: str) -> Callable[[Callable], ScheduleDef
     )
 
 
-@_collecting(
-    "1,31 * * * *",
-    (
-        "Collects the slot that has just started, one minute into it: at :01 and :31 Beijing "
-        "time (Asia/Shanghai). Its price is the candle's open, which is fixed from the slot's "
-        "first trade on; the day's 00:00 base comes in the same fetch."
+# The slot that has just started, at its start: the scheduler wakes at the top of each minute.
+# Its price is the open of its candle, fixed by its first trade a moment in (the run waits a
+# little for a coin that has not traded yet, see okx/fetch.py); its day's 00:00 base comes in
+# the same fetch. The partitions end one slot ahead, so the newest partition is that slot.
+live_slots = build_schedule_from_partitioned_job(
+    slots_job,
+    name="live_slots",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description=(
+        "Collects each slot as it starts, at :00 and :30 Beijing time (Asia/Shanghai): its "
+        "price is the open of its OKX candle, fixed from the slot's first trade on; the day's "
+        "00:00 base comes in the same fetch."
     ),
 )
-def live_slots(context: ScheduleEvaluationContext) -> RunRequest:
-    """Built by hand because a partitioned-job schedule fires on the partition cron itself
-    (:00/:30), before OKX has the new candle, and cannot be offset for ``*/30``."""
-    key = slot_key(current_slot(context.scheduled_execution_time))
-    return RunRequest(run_key=key, partition_key=key)
 
 
 def _collect_again(first: datetime, last: datetime, name: str) -> RunRequest | SkipReason:

@@ -53,7 +53,8 @@ from coinsum_pipeline.warehouse.database import (
 )
 
 LOOKBACK = timedelta(hours=48)
-# A slot is due once it is this old: the live schedule collects it one minute in.
+# A slot is due once it is this old: the live schedule collects it seconds after it starts, and
+# its run's retries take minutes.
 SETTLE = timedelta(minutes=5)
 RUNS_PER_TICK = 4
 TRIES_PER_SLOT = 3
@@ -179,11 +180,16 @@ def gap_repair(
     return SensorResult(run_requests=requests, cursor=json.dumps(tries, sort_keys=True))
 
 
+# The exports and the alerts look this often, so they follow a new slot within half a minute
+# of it being stored (the sensor's turn, then its run's launch). Each look is one tick, deleted
+# by housekeeping within the hour when it had nothing to do.
+FOLLOW_SECONDS = 15
+
 export_on_new_slots = AutomationConditionSensorDefinition(
     "export_on_new_slots",
     target=AssetSelection.assets(day_exports),
     default_status=DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=FOLLOW_SECONDS,
     description="Re-exports each day whose slots were written since its last export.",
 )
 
@@ -193,7 +199,7 @@ ALERT_WINDOW = timedelta(hours=2)
 
 @sensor(
     job_name=deliver_alert.name,
-    minimum_interval_seconds=60,
+    minimum_interval_seconds=FOLLOW_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
         "Alerts to COINSUM_ALERT_WEBHOOK (off while it is empty): the basket sum crossing a level "

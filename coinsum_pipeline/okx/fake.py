@@ -32,7 +32,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from coinsum_pipeline.core.basket import DEFAULT_COINS, swap_inst_id
-from coinsum_pipeline.settings import PROJECT_ROOT
 
 CANDLES = "/api/v5/market/candles"
 HISTORY_CANDLES = "/api/v5/market/history-candles"
@@ -50,8 +49,8 @@ OKX_RATE_LIMITS = {
     INSTRUMENTS: (20, 2.0),
     TICKERS: (20, 2.0),
 }
-# Real OKX candles, in the shared/ folder beside the project.
-REAL_DATA = PROJECT_ROOT.parent / "shared" / "okx-real"
+# Real OKX candles, shipped with the stand-in (see its README.md).
+REAL_DATA = Path(__file__).resolve().parent / "real_candles"
 
 # kind -> (HTTP status, OKX code or None for a non-JSON body, message)
 FAULTS: dict[str, tuple[int, str | None, str]] = {
@@ -127,6 +126,9 @@ class FakeOKX:
     sod_skew: dict[str, float] = field(default_factory=dict)
     # instId -> the fault every request about it gets: a coin OKX keeps failing for
     failing: dict[str, str] = field(default_factory=dict)
+    # instId -> ms after each bar's start before its first trade: until then OKX has no candle
+    # for the bar (an illiquid coin's slot, a moment after :00 or :30)
+    first_trade_ms: dict[str, int] = field(default_factory=dict)
     fault_rate: float = 0.0
     fault_kinds: tuple[str, ...] = RETRYABLE_FAULTS
     slow_seconds: float = 1.5
@@ -158,7 +160,7 @@ class FakeOKX:
         files = sorted(folder.glob("*.json"))
         if not files:
             raise FileNotFoundError(
-                f"no real OKX candles in {folder}: the repository expects shared/okx-real beside it"
+                f"no real OKX candles in {folder}: expected the files of okx/real_candles there"
             )
         inst_ids = []
         for file in files:
@@ -229,6 +231,8 @@ class FakeOKX:
         step = BAR_MS[bar]
         ts = _floor_bar(upper, bar)
         gaps = self.gaps.get(inst_id, [])
+        if now < ts + self.first_trade_ms.get(inst_id, 0):
+            ts -= step  # the bar under way has had no trade yet
         while ts >= lower:
             if not any(a <= ts <= b for a, b in gaps):
                 yield self.synthetic_candle(inst_id, bar, ts, now)

@@ -4,23 +4,35 @@ Each coin is fetched once for the whole run, from 00:00 of the first day touched
 slot, so every slot's day base (the 00:00 candle) comes from the same answer as its price, and a
 run never depends on rows another partition wrote. Coins are fetched concurrently; the client's
 rate limiters keep the concurrency within OKX's budget.
+
+A live run starts a few seconds into its slot. OKX opens a slot's candle at the coin's first
+trade in it, so a coin that has not traded yet has no candle: rather than store ``no_candle``
+and leave the slot to gap repair ten minutes later, the run asks again each second until
+``FIRST_TRADE_WAIT`` after the slot's start. The basket's coins trade several times a second;
+one still without a trade 20 s in is halted or nearly so, and waiting longer would hold the
+other coins of the slot off the board for it. A backfill's slots are long past the bound: it
+never waits.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeVar
 
+from coinsum_pipeline import clock
 from coinsum_pipeline.core.basket import swap_inst_id
-from coinsum_pipeline.core.market import CoinFetch
+from coinsum_pipeline.core.market import Candle, CoinFetch
 from coinsum_pipeline.core.reasons import MissingReason
 from coinsum_pipeline.core.slots import SLOT_MS, day_start, epoch_ms
 from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnreachable, UnknownInstrument
 
 UNKNOWN = MissingReason.UNKNOWN_INSTRUMENT
+FIRST_TRADE_WAIT = timedelta(seconds=20)
+ASK_AGAIN_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +63,8 @@ def fetch_basket(
         listed_slot = (list_time or 0) // SLOT_MS * SLOT_MS
         try:
             candles = client.candles(inst_id, "30m", max(first_ms, listed_slot), last_ms)
+            if listed_slot <= last_ms and (not candles or candles[-1].ts != last_ms):
+                candles = [*candles, *_first_trade(client, inst_id, last_ms)]
         except UnknownInstrument as exc:
             return CoinFetch(failure=UNKNOWN, detail=str(exc))
         except OKXError as exc:
@@ -67,6 +81,24 @@ def fetch_basket(
     if unreachable and len(unreachable) == len(coins):
         raise unreachable[0]
     return fetched
+
+
+def _first_trade(client: OKXClient, inst_id: str, slot_ms: int) -> list[Candle]:
+    """The candle of the slot starting at ``slot_ms``, asked for again each second while that
+    slot is younger than ``FIRST_TRADE_WAIT``; empty if it does not come by then, or OKX fails
+    meanwhile (the candles already fetched are kept, and gap repair asks for this one later)."""
+    give_up = slot_ms + FIRST_TRADE_WAIT.total_seconds() * 1000
+    while clock.now_ms() < give_up:
+        time.sleep(ASK_AGAIN_SECONDS)
+        try:
+            candles = client.candles(inst_id, "30m", slot_ms, slot_ms)
+        except OKXError as exc:
+            log.warning("asking again for %s's newest candle failed: %s", inst_id, exc)
+            return []
+        if candles:
+            log.info("%s traded %.1f s into its slot", inst_id, (clock.now_ms() - slot_ms) / 1000)
+            return candles
+    return []
 
 
 def _optional(fetch: Callable[[], T], what: str) -> T | None:
