@@ -98,7 +98,7 @@ def exported(exports: Path, slot: datetime) -> bool:
     day = slot.date().isoformat()
     csv = exports / day / f"sum_{day}.csv"
     try:
-        return slot.strftime("%Y-%m-%d %H:%M") in csv.read_text(encoding="utf-8-sig")
+        return f"{day},{slot:%H:%M}," in csv.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         return False
 

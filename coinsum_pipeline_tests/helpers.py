@@ -9,7 +9,7 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -18,11 +18,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import duckdb
+import pytest
 import requests
+import time_machine
 from dagster import DagsterInstance
 
 from coinsum_pipeline.core.slots import BEIJING, day_start, epoch_ms
 from coinsum_pipeline.okx.fake import FakeOKX
+from coinsum_pipeline.settings import dagster_home
 
 
 @dataclass
@@ -169,3 +172,21 @@ def serving_board(database: Path, colors: str = "cn") -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+@contextmanager
+def market_at(now: datetime, home: Path, coins: Sequence[str]) -> Iterator[FakeOKX]:
+    """A stand-in OKX and a pipeline's settings in ``home`` for ``coins``, the process's clock
+    at ``now`` (ticking): for a module's fixture, which cannot use the per-test ones."""
+    with (
+        time_machine.travel(now, tick=True),
+        pytest.MonkeyPatch.context() as env,
+        FakeOKX() as okx,
+    ):
+        env.setenv("OKX_BASE_URL", okx.url)
+        env.setenv("DAGSTER_HOME", str(home / "dagster_home"))
+        env.setenv("COINSUM_DB", str(home / "coinsum.duckdb"))
+        env.setenv("COINSUM_EXPORTS", str(home / "exports"))
+        env.setenv("COINSUM_COINS", ",".join(coins))
+        dagster_home()
+        yield okx

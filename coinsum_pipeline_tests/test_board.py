@@ -18,16 +18,13 @@ from pathlib import Path
 import duckdb
 import pytest
 import requests
-import time_machine
 from dagster import DagsterInstance
 
 from coinsum_pipeline.cli import main
 from coinsum_pipeline.core.slots import epoch_ms
-from coinsum_pipeline.okx.fake import FakeOKX
-from coinsum_pipeline.settings import dagster_home
 from coinsum_pipeline.warehouse.database import publish_snapshot
 from coinsum_pipeline_tests.browser import free_port
-from coinsum_pipeline_tests.helpers import Pipeline, beijing, serving_board
+from coinsum_pipeline_tests.helpers import Pipeline, beijing, market_at, serving_board
 
 # One worker builds the market once for every test here (scripts/test: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("board")
@@ -46,21 +43,11 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     listed at 09:10 yesterday (not_listed, then no_base), ETH has no candles 04:00 to 05:00
     yesterday (no_candle), and one coin's fetch fails today (fetch_failed)."""
     home = tmp_path_factory.mktemp("board")
-    with (
-        time_machine.travel(NOW, tick=True),
-        pytest.MonkeyPatch.context() as env,
-        FakeOKX() as okx,
-    ):
-        env.setenv("OKX_BASE_URL", okx.url)
-        env.setenv("DAGSTER_HOME", str(home / "dagster_home"))
-        env.setenv("COINSUM_DB", str(home / "coinsum.duckdb"))
-        env.setenv("COINSUM_EXPORTS", str(home / "exports"))
-        env.setenv("COINSUM_COINS", "BTC,ETH,SOL,NEW,NOPE")
+    with market_at(NOW, home, ["BTC", "ETH", "SOL", "NEW", "NOPE"]) as okx:
         okx.instruments["NEW-USDT-SWAP"] = epoch_ms(beijing(f"{DAY} 09:10"))
         okx.gaps["ETH-USDT-SWAP"] = [
             (epoch_ms(beijing(f"{DAY} 04:00")), epoch_ms(beijing(f"{DAY} 05:00")))
         ]
-        dagster_home()
         with contextlib.redirect_stdout(io.StringIO()):
             assert main(["backfill", "--from", DAY, "--to", DAY]) == 0
             okx.failing["SOL-USDT-SWAP"] = "51000"

@@ -14,17 +14,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import time_machine
 from dagster import DagsterInstance
 
 from coinsum_pipeline.backfill import run_slots
 from coinsum_pipeline.cli import main
 from coinsum_pipeline.core.basket import DEFAULT_COINS
 from coinsum_pipeline.core.slots import day_start, epoch_ms, slots_in
-from coinsum_pipeline.okx.fake import FakeOKX
-from coinsum_pipeline.settings import dagster_home
 from coinsum_pipeline_tests.browser import ARTIFACTS, browser_page, needs_chromium
-from coinsum_pipeline_tests.helpers import Pipeline, beijing, serving_board
+from coinsum_pipeline_tests.helpers import Pipeline, beijing, market_at, serving_board
 
 pytestmark = needs_chromium
 FIRST, TODAY, OTHER = "2026-01-03", "2026-01-16", "2026-01-10"
@@ -38,20 +35,10 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     """13 whole days and today to 14:30 (15:00 is held back), the 27 coins and NOPE, which
     OKX does not list; the clock at 15:10 Beijing, ticking."""
     home = tmp_path_factory.mktemp("board_page")
-    with (
-        time_machine.travel(NOW, tick=True),
-        pytest.MonkeyPatch.context() as env,
-        FakeOKX() as okx,
-    ):
-        env.setenv("OKX_BASE_URL", okx.url)
-        env.setenv("DAGSTER_HOME", str(home / "dagster_home"))
-        env.setenv("COINSUM_DB", str(home / "coinsum.duckdb"))
-        env.setenv("COINSUM_EXPORTS", str(home / "exports"))
-        env.setenv("COINSUM_COINS", ",".join([*DEFAULT_COINS, "NOPE"]))
+    with market_at(NOW, home, [*DEFAULT_COINS, "NOPE"]) as okx:
         okx.gaps["ETH-USDT-SWAP"] = [
             (epoch_ms(beijing(f"{TODAY} 10:00")), epoch_ms(beijing(f"{TODAY} 11:00")))
         ]
-        dagster_home()
         with contextlib.redirect_stdout(io.StringIO()):
             assert main(["backfill", "--from", FIRST, "--to", "2026-01-15"]) == 0
         with DagsterInstance.get() as instance:
