@@ -101,6 +101,10 @@ def configured(name: str) -> str | int | float | EnvVar:
     return setting.kind(value(name))
 
 
+# More than a run's slots (288), so a run's materializations are one batch.
+EVENT_BATCH_SIZE = "1000"
+
+
 def dagster_home() -> Path:
     """``DAGSTER_HOME``, defaulting to ``.dagster_home`` in the project, with our dagster.yaml.
 
@@ -115,9 +119,6 @@ def dagster_home() -> Path:
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
     return home
 
-
-# More than a run's slots (288), so a run's materializations are one batch.
-EVENT_BATCH_SIZE = "1000"
 
 GENERATED = "# Written by coinsum from dagster.yaml and deploy/postgres-storage.yaml: edit those.\n"
 

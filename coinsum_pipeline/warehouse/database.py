@@ -200,7 +200,8 @@ class Snapshot:
     instance, so a long-lived reader would keep reading the file it first opened after the
     pipeline has replaced it. Attaching the file to a fresh in-memory database per version
     does not share: when the snapshot's inode changes, the next request attaches the new file,
-    and requests still running on the old one finish on it (the atomic rename leaves it whole).
+    and requests still running on the old one finish on it (the atomic rename leaves it whole;
+    each request's cursor keeps its database open after this object lets go of it).
     """
 
     def __init__(self, database: str | Path) -> None:
@@ -208,10 +209,9 @@ class Snapshot:
         self._lock = threading.Lock()
         self._version: tuple[int, int] | None = None
         self._current: duckdb.DuckDBPyConnection | None = None
-        self._previous: duckdb.DuckDBPyConnection | None = None  # in use by running requests
 
     def version(self) -> tuple[int, int]:
-        """The snapshot's identity (inode, change time): it changes with every publish."""
+        """The snapshot's identity (inode, modification time): it changes with every publish."""
         try:
             stat = self.path.stat()
         except FileNotFoundError:
@@ -227,7 +227,7 @@ class Snapshot:
             if version != self._version:
                 attached = duckdb.connect(":memory:", config=CONNECTION_CONFIG)
                 attached.execute("ATTACH ? AS snapshot (READ_ONLY)", [str(self.path)])
-                self._previous, self._current = self._current, attached
+                self._current = attached
                 self._version = version
             conn = self._current
         cursor = conn.cursor()
