@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     export = commands.add_parser(
         "export",
-        help="write the CSVs (UTF-8 with BOM, SPEC's Chinese headers) and the curve of a range",
+        help="write the CSVs (UTF-8 with BOM, the users' Chinese headers) and the curve of a range",
         description="Write full data, sums, missing values and the day tables of Beijing days "
         "FROM..TO as CSV, and the curve of the 27-coin sum as PNG, from the readers' snapshot.",
     )
@@ -335,7 +335,7 @@ def _basket(coins: str | None, first: date | None, allow_unlisted: bool) -> int:
         return 0
     if not coins.strip():
         raise BasketError(
-            "--set '' names no coins: give the basket, e.g. --set BTC,ETH,SOL (SPEC's 27: "
+            "--set '' names no coins: give the basket, e.g. --set BTC,ETH,SOL (the default 27: "
             f"--set {basket_text(DEFAULT_COINS)})."
         )
     basket = parse_basket(coins, source=f"--set {coins!r}")

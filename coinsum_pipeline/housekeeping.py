@@ -98,8 +98,8 @@ def _tidy_ticks(instance: DagsterInstance, cutoff: datetime) -> tuple[int, int]:
     """Delete the skipped ticks from before ``cutoff``, and the captured logs of every tick from
     before it; the number of ticks deleted, and the last automation evaluation id among them.
 
-    Three sensors tick every minute, over 4,000 ticks a day, nearly all skipped (nothing to do):
-    a day of them is about 4.5 MB, the shortest ``retention`` in dagster.yaml can keep. The
+    Three sensors tick every 15 s or every minute, thousands of ticks a day, nearly all skipped
+    (nothing to do), and a day of them is the shortest ``retention`` dagster.yaml can set. The
     freshness sensor logs at most ticks, a file of captured logs each, which Dagster's retention
     leaves behind when it deletes a tick. Ticks that requested runs or failed stay for as long
     as ``retention`` says (30 days), with the runs they link to.

@@ -55,7 +55,7 @@ SETTINGS: dict[str, Setting] = {
         "the Dagster UI as the board's readers reach it: the board links each slot and day there",
     ),
     "COINSUM_COINS": Setting(
-        "", "the basket of a new database; empty: the database's basket (SPEC's 27 when new)"
+        "", "the basket of a new database; empty: the database's basket (the default 27 when new)"
     ),
     "COINSUM_START": Setting(
         "2026-01-03", "first Beijing day with partitions (read when the code location loads)"

@@ -71,7 +71,8 @@ def midnight_ms(day: date) -> int:
 
 
 def assert_values_exact(pipeline: Pipeline) -> int:
-    """Every stored value is SPEC's formula over the candles served, and every sum adds them."""
+    """Every stored value is the formula of docs/numbers.md over the candles served, and every
+    sum adds them."""
     rows = pipeline.query(
         "SELECT slot_ts_ms, trade_date, inst_id, coin, base_price, price, pct_change "
         "FROM coin_prices"

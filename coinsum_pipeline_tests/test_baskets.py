@@ -42,7 +42,7 @@ def first_day(pipeline: Pipeline) -> dict[str, list[tuple]]:
 def test_another_basket_is_refused_then_recorded_and_no_stored_day_changes(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("COINSUM_COINS", "")  # unset, on a new database: SPEC's 27
+    monkeypatch.setenv("COINSUM_COINS", "")  # unset, on a new database: the default 27
     assert main(["backfill", *DAY1]) == 0
     before = first_day(pipeline)
     assert len(before["prices"]) == 1296 and {s[-1] for s in before["sums"]} == {ALL_27}

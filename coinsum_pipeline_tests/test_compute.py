@@ -1,4 +1,4 @@
-"""SPEC's arithmetic and missing-value reasons, on hand-made candles."""
+"""The arithmetic of docs/numbers.md and missing-value reasons, on hand-made candles."""
 
 from __future__ import annotations
 

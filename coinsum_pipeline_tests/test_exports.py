@@ -1,5 +1,5 @@
-"""What users open: the CSV exports (SPEC "Exports"), the charts, the SQL views, `coinsum status`
-and `coinsum export`, and the sensor that keeps each day's exports current."""
+"""What users open: the CSV exports (docs/numbers.md, "Exports"), the charts, the SQL views,
+`coinsum status` and `coinsum export`, and the sensor that keeps each day's exports current."""
 
 from __future__ import annotations
 
@@ -42,10 +42,10 @@ HEADERS = {
     "sum": ["日期", "时间", "时间戳", "27币涨跌幅总和", "报告币数"],
     "missing": ["日期", "时间", "币种", "原因"],
 }
-# After SPEC's sum columns: the breadth of the slot.
+# After the sum columns of docs/numbers.md: the breadth of the slot.
 BREADTH = ["上涨币数", "下跌币数", "持平币数", "最强币种", "最强涨跌幅", "最弱币种", "最弱涨跌幅",
            "涨跌幅中位数"]  # fmt: skip
-DAY = "2026-02-17"  # not the first user's days: the README's queries must answer on any
+DAY = "2026-02-17"  # not the first user's days: the ready queries must answer on any
 GAP = (beijing(f"{DAY} 04:00"), beijing(f"{DAY} 05:00"))  # ETH: 3 slots without candle
 
 
@@ -250,11 +250,11 @@ def test_sensor_requests_exports_for_exactly_the_days_whose_slots_changed(
     assert requested() == set(), "exported days are not asked for again"
 
 
-def test_every_ready_query_in_the_readme_answers_its_question(one_day: Pipeline) -> None:
-    """The README's queries on the day of ``one_day`` (BTC, ETH, SOL, NOPE; ETH without candles
-    04:00 to 05:00): each one's answer, as far as the day decides it."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme[readme.index("-- 1. ") :]
+def test_every_ready_query_in_the_docs_answers_its_question(one_day: Pipeline) -> None:
+    """The ready queries of docs/sql.md on the day of ``one_day`` (BTC, ETH, SOL, NOPE; ETH
+    without candles 04:00 to 05:00): each one's answer, as far as the day decides it."""
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "sql.md").read_text()
+    block = docs[docs.index("-- 1. ") :]
     queries = [q.strip() for q in block[: block.index("```")].split(";") if q.strip()]
     answers = [one_day.query(query) for query in queries]
     assert [len(rows) for rows in answers] == [48, 48, 48, 3, 1, 1, 48, 1, 1, 2, 10, 1]

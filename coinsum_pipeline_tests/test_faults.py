@@ -49,7 +49,7 @@ LISTED = beijing("2026-01-06 13:10")  # NEW's listTime
 
 
 def expected_missing() -> set[tuple[int, str, str]]:
-    """SPEC's reasons, worked out from the scenario rather than read from the pipeline."""
+    """The missing-value reasons, worked out from the scenario, not read from the pipeline."""
     gap = range(epoch_ms(OUTAGE[0]), epoch_ms(OUTAGE[1]) + 1)
     first_candle = epoch_ms(LISTED) // SLOT_MS * SLOT_MS
     missing = set()

@@ -1,7 +1,7 @@
 """The basket of coins coinsum tracks, how a coin maps to its OKX instrument, and how the basket
 changes over time.
 
-The basket is configuration, not code: SPEC lets users track other or more coins. But a stored
+The basket is configuration, not code: the rules let users track other or more coins. But a stored
 day must never change meaning, so the database remembers its basket by Beijing day (the
 ``baskets`` table): each run takes every day's coins from there, and a different basket is a
 change the user records (``coinsum basket --set``), from a day on, never a side effect of one

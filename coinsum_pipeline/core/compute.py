@@ -1,5 +1,5 @@
-"""Where every number of SPEC is computed: base, price, percent change, the basket sum, and the
-reason for each missing value.
+"""Where every number of docs/numbers.md is computed: base, price, percent change, the basket
+sum, and the reason for each missing value.
 
 Pure functions over fetched candles, so the arithmetic can be tested without a server and read
 in one place.
@@ -42,7 +42,7 @@ class SlotTables:
 
 
 def pct_change(price: float, base: float) -> float:
-    """Percent change since the day's 00:00 price (SPEC: (price - base) / base x 100)."""
+    """Percent change since the day's 00:00 price ((price - base) / base x 100)."""
     return (price - base) / base * 100
 
 

@@ -26,7 +26,7 @@ class Instrument:
 
 @dataclass(frozen=True)
 class CoinFetch:
-    """One coin's candles over a run, by ts, or the reason (a SPEC missing reason) it has none."""
+    """One coin's candles over a run, by ts, or the reason (a missing-value reason) it has none."""
 
     candles: Mapping[int, Candle] = field(default_factory=dict)
     list_time_ms: int | None = None

@@ -1,4 +1,5 @@
-"""Why a (slot, coin) has no value: SPEC's missing-value reasons, spelled in one place.
+"""Why a (slot, coin) has no value: the missing-value reasons of docs/numbers.md, spelled in one
+place.
 
 Plain Python (no Dagster, no database), so the arithmetic, the storage, the views and gap repair
 all agree on the same words.

@@ -160,7 +160,7 @@ SLOTS_SO_FAR = without_notices(
     owners=OWNERS,
     kinds={"csv", "png"},
     description=(
-        "Per Beijing day, in COINSUM_EXPORTS/YYYY-MM-DD/: the CSVs of SPEC (full data, 27-coin "
+        "Per Beijing day, in COINSUM_EXPORTS/YYYY-MM-DD/: the users' CSVs (full data, 27-coin "
         "sums, missing values; UTF-8 with BOM, Chinese headers), the 48 x 27 day table as CSV and "
         "as a colour-scaled image, and the curve of the 27-coin sum. Re-exported when its slots "
         "change. Each day's page shows its counts, previews of its curve and day table, and its "

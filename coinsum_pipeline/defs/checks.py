@@ -4,8 +4,8 @@ Each check reads what was stored (the readers' snapshot), so it judges the data 
 not the run's memory of it. A run of up to a day of slots (live collection, the
 re-collections, gap repair, a one-day backfill) records every slot's result, so the UI shows each
 check on every partition. A longer run (a backfill's runs of up to 6 days) records each failing
-slot's result and its passing slots once, in the run's summary: a result is one Dagster event of
-about 13 ms, and one per slot per check was more than half of a backfill's time. The UI then
+slot's result and its passing slots once, in the run's summary: a result is one Dagster event,
+and one per slot per check was most of a backfill's time (docs/performance.md). The UI then
 shows those passing slots' checks as "skipped" by that run, and the run's summary says they
 passed. A ranged run's summary has no partition.
 

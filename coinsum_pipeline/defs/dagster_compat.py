@@ -7,11 +7,11 @@
   the daemon's runs; ``coinsum backfill`` runs in-process, with no daemon watching).
 - The materialization a check result judged: a result logged for one partition of a ranged run
   needs it, or Dagster counts the result as stale and the UI shows no status for that partition.
-- What deleting a run leaves: on SQLite, the run's own file of events (about 150 KB, most of it
-  empty pages); on any storage, its check results (about 3 KB each, a few hundred a day).
+- What deleting a run leaves: on SQLite, the run's own file of events; on any storage, its check
+  results.
 - A check's latest result on one partition, and which run logged it.
 - Tick statuses (to delete skipped ticks sooner than ``retention`` can), and deleting the
-  automation condition sensor's evaluations (about 35 KB each, kept 30 days by Dagster).
+  automation condition sensor's evaluations (kept 30 days by Dagster).
 - Giving back the space housekeeping frees: VACUUM of Dagster's own tables (by name) or files,
   and a rebuild of its indexes.
 - The daemon's turns (scheduler, sensors, automation, run queue) run in process, for the soak
@@ -83,7 +83,7 @@ T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., object])
 
 # Read by Dagster when a run starts: emit one planned-materialization event per run, not one
-# per partition (13 s less on a 14-day backfill, at about 20 ms an event in SQLite).
+# per partition: the events are a backfill's biggest cost (docs/performance.md).
 PLANNED_EVENTS_AS_SUBSET = "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS"
 
 
@@ -149,10 +149,10 @@ def delete_run_leftovers(instance: DagsterInstance, run_id: str) -> None:
 
 
 def delete_automation_evaluations(instance: DagsterInstance, through: int) -> None:
-    """Delete the automation condition evaluations up to evaluation id ``through``: one of about
-    35 KB each time the export sensor's condition changes, which Dagster keeps 30 days (about
-    100 MB). By id, from the ticks that made them, as a tick's time is the daemon's clock and an
-    evaluation's the database's."""
+    """Delete the automation condition evaluations up to evaluation id ``through``: one each
+    time the export sensor's condition changes, which Dagster would keep 30 days. By id, from
+    the ticks that made them, as a tick's time is the daemon's clock and an evaluation's the
+    database's."""
     storage = instance.schedule_storage
     if isinstance(storage, SqlScheduleStorage) and through:
         table = AssetDaemonAssetEvaluationsTable
@@ -164,8 +164,8 @@ def delete_automation_evaluations(instance: DagsterInstance, through: int) -> No
 # it): the tables it deletes from (runs and their tags, events and their tags, check results,
 # ticks, evaluations), and those whose few rows Dagster rewrites every minute (each sensor's state
 # and cursor in instigators and jobs, each asset's cached status in asset_keys). Until a VACUUM
-# records the space that old rows left, new rows go to new pages: instigators and jobs, 8 rows
-# each, grew to 1.6 MB each in a simulated day.
+# records the space that old rows left, new rows go to new pages: instigators and jobs, a few
+# rows each, grew by megabytes in a simulated day (docs/operations.md, "Growth").
 VACUUMED_TABLES = (
     "runs",
     "run_tags",
@@ -181,8 +181,8 @@ VACUUMED_TABLES = (
 # The tables whose indexes housekeeping rebuilds on PostgreSQL: each pass, and nightly. Their ids
 # and timestamps only grow, so new entries go to the last index page; a page whose entries were
 # deleted is reused only once all are gone, and a kept tick or event (a tick that requested a
-# run, a day's re-collection) among deleted ones keeps it. The job_ticks indexes take a day's
-# 4,400 ticks, of which about 170 stay: they grew about 1 MB a day. event_logs keeps more of
+# run, a day's re-collection) among deleted ones keeps it. The job_ticks indexes take thousands
+# of ticks a day, of which a few percent stay, so they grew every day. event_logs keeps more of
 # what it takes, and is bigger: nightly is enough.
 REINDEXED_EACH_PASS = ("job_ticks",)
 REINDEXED_NIGHTLY = ("event_logs",)

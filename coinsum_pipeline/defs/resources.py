@@ -3,7 +3,7 @@ Definitions and by the command line alike.
 
 To add a setting: declare it (name, default, meaning) in ``settings.SETTINGS``, give the resource
 that needs it a field, pass ``configured("NAME")`` for it in ``build_resources``, and add it to
-the README's configuration table.
+the table in docs/configuration.md.
 """
 
 from __future__ import annotations

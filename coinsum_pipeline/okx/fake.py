@@ -7,7 +7,7 @@ be told to misbehave the ways OKX and the proxies in front of it do.
 
 Prices are synthetic but deterministic (a function of instrument and ts), so a test can compute
 every expected number from what was served; ``replay_real()`` serves the real OKX candles in
-``shared/okx-real`` instead for their instruments.
+``real_candles/`` beside this module instead for their instruments.
 
 Product code, not a test helper: the tests, the benchmark and offline demos all run against it.
 Run on its own: ``python -m coinsum_pipeline.okx.fake --port 18080``.

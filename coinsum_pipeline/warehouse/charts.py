@@ -161,7 +161,7 @@ def half_size(image: Image.Image) -> Image.Image:
 def preview_markdown(image: Image.Image, alt: str, colors: int = 48) -> str:
     """The image as a small inline PNG in Markdown, which the Dagster UI shows as an image.
     Metadata is kept in the event log for good and a day's exports are redone after every slot,
-    so only previews of about 10 KB go there (``colors``: the palette's size); the full PNGs are
+    so only small previews go there (``colors``: the palette's size); the full PNGs are
     files."""
     buffer = io.BytesIO()
     image.convert("RGB").quantize(colors=colors).save(buffer, format="PNG", optimize=True)

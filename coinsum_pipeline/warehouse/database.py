@@ -323,7 +323,7 @@ class CoinsumDatabase(DuckDBResource):
         self, log: logging.Logger, requested: tuple[str, ...] | None, first_day: date
     ) -> BasketHistory:
         """The basket history a run goes by, after checking ``requested`` (``COINSUM_COINS``)
-        against it. A new file records ``requested`` (or SPEC's 27) from ``first_day`` on; an
+        against it. A new file records ``requested`` (or the default 27) from ``first_day`` on; an
         older file is migrated first. Raises ``BasketMismatch`` for a basket the file does not
         track, before anything is fetched. Reads the readers' snapshot when it is current (no
         lock, no copy), so only a new or older file costs a write here."""

@@ -1,5 +1,5 @@
-"""The CSV exports of SPEC "Exports": what Excel users open, with the headers their spreadsheets
-already use, in UTF-8 with a BOM so Excel reads the Chinese headers right.
+"""The CSV exports of docs/numbers.md "Exports": what Excel users open, with the headers their
+spreadsheets already use, in UTF-8 with a BOM so Excel reads the Chinese headers right.
 
 - full data, one row per (slot, coin): ``日期, 时间, 时间戳, 币种, 基准价格, 当前价格, 涨跌幅``
 - the sum, one row per slot: ``日期, 时间, 时间戳, 27币涨跌幅总和, 报告币数``, then the breadth:

@@ -49,7 +49,7 @@ TABLES = {
     "missing_values": f"""
         CREATE TABLE missing_values ({SLOT_DDL}
             coin        VARCHAR NOT NULL,
-            reason      VARCHAR NOT NULL,  -- a SPEC reason: not_listed, no_candle, no_base, ...
+            reason      VARCHAR NOT NULL,  -- a missing reason: not_listed, no_candle, no_base, ...
             detail      VARCHAR,
             written_at  TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
             PRIMARY KEY (slot_start, coin)
@@ -90,7 +90,7 @@ def schema_version(conn: duckdb.DuckDBPyConnection) -> int | None:
 def _migrate_1_to_2(conn: duckdb.DuckDBPyConnection) -> None:
     """Version 2 records each slot's basket and the basket history. A version-1 slot's basket is
     exactly the coins that have a row at it (every basket coin has a value or a missing row),
-    in SPEC's order, then by name; each day's basket is that of its newest slot."""
+    in the default basket's order, then by name; each day's basket is that of its newest slot."""
     conn.execute(COIN_SUM_DDL.format(name="coin_sum_v2"))
     conn.execute(
         """
