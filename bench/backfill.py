@@ -137,10 +137,11 @@ def run(first: date, last: date, page_cap: int, storage: str, fetch_alone: bool)
     from coinsum_pipeline.core.slots import day_start
     from coinsum_pipeline.defs import assets, checks
     from coinsum_pipeline.defs.resources import resolved
+    from coinsum_pipeline.instance.home import dagster_home
     from coinsum_pipeline.okx.client import OKXClient
     from coinsum_pipeline.okx.fetch import fetch_basket
-    from coinsum_pipeline.settings import dagster_home
-    from coinsum_pipeline.warehouse.database import CoinsumDatabase, range_summary
+    from coinsum_pipeline.warehouse.database import CoinsumDatabase
+    from coinsum_pipeline.warehouse.reports import range_summary
 
     dagster_home()
     now = clock.now()
@@ -151,7 +152,7 @@ def run(first: date, last: date, page_cap: int, storage: str, fetch_alone: bool)
 
     watch = Stopwatch()
     watch.time(assets, "fetch_basket", "waiting for OKX (slot candles)")
-    watch.time(checks, "okx_daily_opens", "waiting for OKX (1D opens, base check)")
+    watch.time(checks, "daily_opens", "waiting for OKX (1D opens, base check)")
     watch.time(DagsterInstance, "handle_new_event", event_label)
     for method in ("write", "read"):
         watch.time_block(CoinsumDatabase, method, "DuckDB (write + snapshot; checks' reads)")
@@ -168,7 +169,7 @@ def run(first: date, last: date, page_cap: int, storage: str, fetch_alone: bool)
     served = {path: okx.request_count(path) for path in RATE_LIMITS if okx.request_count(path)}
     tripped = okx.rate_limited
 
-    with resolved("duckdb") as database, database.read() as conn:
+    with resolved("database") as database, database.read() as conn:
         stored = range_summary(conn, day_start(first), day_start(last).replace(hour=23, minute=30))
 
     runs = plan(first, last, now)

@@ -48,7 +48,7 @@ def build(database: Path, first: date, last: date) -> float:
     """Write days ``first``..``last`` of the stand-in's market into ``database``; seconds."""
     started = time.perf_counter()
     os.environ["COINSUM_DB"] = str(database)
-    with FakeOKX(rate_limits={}) as okx, resolved("duckdb") as db:
+    with FakeOKX(rate_limits={}) as okx, resolved("database") as db:
         os.environ["OKX_BASE_URL"] = okx.url
         with resolved("okx") as market:
             log = logging.getLogger("bench")

@@ -3,12 +3,12 @@ as the services, printing per simulated day what it leaves on disk and the memor
 
 The soak is the daemon: minute by minute of simulated time it runs the daemon's own iterations,
 in process, on the code location loaded in process: the scheduler (the live slots at :00 and
-:30, the day so far again every three hours from 03:03, yesterday again at 00:03, housekeeping
-at :05), the sensors (gap repair, alerts, freshness), the automation condition sensor (the day
-exports), and the run queue. So every tick, skipped or not, its captured logs and each
-automation evaluation are stored as in production. The clock is moved, not waited for, and the
-stand-in OKX serves the candles of the simulated time. The instance is SQLite files in
-DAGSTER_HOME, or PostgreSQL with ``--storage postgres`` (a new database on the local server
+:30, the day so far again every three hours from 03:03, yesterday again at 00:03, the tidy
+at :05), the sensors (gap repair, alert_on_new_slots, freshness), the automation condition
+sensor (the day exports), and the run queue. So every tick, skipped or not, its captured logs
+and each automation evaluation are stored as in production. The clock is moved, not waited
+for, and the stand-in OKX serves the candles of the simulated time. The instance is SQLite
+files in DAGSTER_HOME, or PostgreSQL with ``--storage postgres`` (a new database on the local server
 that ``scripts/postgres`` starts; the soak's storage operations share a pool of connections, see
 ``postgres.share_connections``).
 
@@ -19,9 +19,9 @@ clock on. So the
 memory the soak keeps in use is the daemon's and its code server's, to watch day after day,
 and the runs' peak is the biggest run's.
 
-A day's row is printed at 04:10 the morning after, once its re-collection and housekeeping have
+A day's row is printed at 04:10 the morning after, once its re-collection and tidy have
 run. Its peak is the largest size the instance had since the previous row at :04 past an hour,
-just before housekeeping, when the hour's runs and ticks are all still there. Dagster's own log
+just before the tidy, when the hour's runs and ticks are all still there. Dagster's own log
 lines (the sensors' and the daemon's) go to stderr. Not simulated: the webserver, and run
 monitoring (no run dies here). Dagster holds back SIGINT and SIGTERM during its turns (as the
 daemon does, to finish a tick), so a soak may not stop on them: stop it with SIGKILL, then drop
@@ -109,13 +109,13 @@ def main() -> None:
     from dagster import DagsterInstance
 
     from coinsum_pipeline.core.slots import day_start, epoch_ms
-    from coinsum_pipeline.defs.dagster_compat import (
+    from coinsum_pipeline.instance.daemon import (
         ForkRunLauncher,
         daemon_in_process,
         use_fork_launcher,
     )
-    from coinsum_pipeline.housekeeping import stored_ticks
-    from coinsum_pipeline.settings import dagster_home
+    from coinsum_pipeline.instance.home import dagster_home
+    from coinsum_pipeline.instance.tidy import stored_ticks
 
     home = dagster_home()
     use_fork_launcher(home)

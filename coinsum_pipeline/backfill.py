@@ -27,18 +27,14 @@ from coinsum_pipeline.core.slots import (
     slots_in,
 )
 from coinsum_pipeline.definitions import build_defs
-from coinsum_pipeline.defs.assets import FAIL_FAST_TAG, SLOTS_PER_RUN
-from coinsum_pipeline.defs.checks import okx_daily_opens
-from coinsum_pipeline.defs.dagster_compat import (
-    partition_tags,
-    planned_events_per_run,
-)
-from coinsum_pipeline.defs.jobs import exports_job, slots_job
+from coinsum_pipeline.defs.constants import FAIL_FAST_TAG, SLOTS_PER_RUN
+from coinsum_pipeline.defs.dagster_compat import partition_tags, planned_events_per_run
+from coinsum_pipeline.defs.jobs import collect_slots, export_days
 from coinsum_pipeline.defs.partitions import FIRST_DAY
 from coinsum_pipeline.defs.resources import resolved
+from coinsum_pipeline.instance.runs import backfill_tags, close_dead_backfill_runs
 from coinsum_pipeline.okx.ahead import READ_AHEAD
-from coinsum_pipeline.okx.fetch import fetch_basket
-from coinsum_pipeline.runs import backfill_tags, close_dead_backfill_runs
+from coinsum_pipeline.okx.fetch import daily_opens, fetch_basket
 from coinsum_pipeline.warehouse.exports import start_drawing_processes
 
 QUIET_LOGS = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -79,13 +75,13 @@ def run_slots(
     # reports the failure itself, and the slots' reasons are in missing_values.
     extra = {} if step_retries else {FAIL_FAST_TAG: "true"}
     with planned_events_per_run():
-        return _execute(slots_job.name, first, last, len(slots), instance, extra)
+        return _execute(collect_slots.name, first, last, len(slots), instance, extra)
 
 
 def export_range(first: date, last: date, instance: DagsterInstance) -> RunOutcome:
     """Write the exports of days ``first``..``last`` as one run of ``day_exports``."""
     days = len(days_in(first, last))
-    return _execute(exports_job.name, first.isoformat(), last.isoformat(), days, instance, {})
+    return _execute(export_days.name, first.isoformat(), last.isoformat(), days, instance, {})
 
 
 def _execute(
@@ -130,10 +126,10 @@ def backfill(
     runs = plan(first, last, now)
     if last > first:  # the range's export that follows draws its days in parallel processes
         start_drawing_processes()
-    with resolved("duckdb") as database, reading_ahead() as read:
+    with resolved("database") as database, reading_ahead() as read:
         for i, slots in enumerate(runs):
             database.probe()
-            read(okx_daily_opens, days_in(slots[0].date(), slots[-1].date()))
+            read(daily_opens, days_in(slots[0].date(), slots[-1].date()))
             if i + 1 < len(runs):
                 read(fetch_basket, runs[i + 1])
             yield run_slots(slots, instance, step_retries)

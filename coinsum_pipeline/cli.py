@@ -32,17 +32,24 @@ from coinsum_pipeline.core.slots import (
 )
 from coinsum_pipeline.defs.resources import AlertSettingError, resolved
 from coinsum_pipeline.demo import DEMO_DAYS, DEMO_FOLDER, run_demo
-from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnavailable, OKXUnreachable
-from coinsum_pipeline.services import (
+from coinsum_pipeline.instance.home import dagster_home
+from coinsum_pipeline.instance.services import (
     dev_command,
     exec_in_home,
     serve_command,
     start_board_beside,
 )
-from coinsum_pipeline.settings import dagster_home, value
+from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnavailable, OKXUnreachable
+from coinsum_pipeline.settings import value
 from coinsum_pipeline.warehouse.charts import PaletteError
-from coinsum_pipeline.warehouse.database import CoinsumDatabase, StorageError, range_summary
-from coinsum_pipeline.warehouse.exports import export_days
+from coinsum_pipeline.warehouse.database import CoinsumDatabase, StorageError
+from coinsum_pipeline.warehouse.exports import write_range_files
+from coinsum_pipeline.warehouse.reports import (
+    basket_history,
+    coverage,
+    range_summary,
+    slots_stored,
+)
 from coinsum_pipeline.warehouse.schema import SchemaError
 
 LOG = logging.getLogger("coinsum")
@@ -61,8 +68,11 @@ def _days(command: argparse.ArgumentParser, required: bool) -> None:
         command.add_argument(flag, dest=dest, type=_day, required=required, metavar="YYYY-MM-DD")
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: each subcommand names what it runs (``run``), and whether it passes
+    arguments it does not know on to Dagster (``passes_on``)."""
     parser = argparse.ArgumentParser(prog="coinsum", description=__doc__)
+    parser.set_defaults(passes_on=False)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "backfill",
@@ -76,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not retry a failed run's step (the asset's retry policy); report at once",
     )
+    run.set_defaults(run=lambda a: _backfill(a.first, a.last, step_retries=not a.fail_fast))
     export = commands.add_parser(
         "export",
         help="write the CSVs (UTF-8 with BOM, the users' Chinese headers) and the curve of a range",
@@ -86,11 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--out", type=Path, default=None, help="folder (default: COINSUM_EXPORTS/ranges)"
     )
+    export.set_defaults(run=lambda a: _export(a.first, a.last, a.out))
     status = commands.add_parser(
         "status",
         help="coverage per Beijing day: slots stored and complete, missing values by reason",
     )
     _days(status, required=False)
+    status.set_defaults(run=lambda a: _status(a.first, a.last))
     sql = commands.add_parser(
         "sql",
         help="run a SQL query on the readers' snapshot of the DuckDB file and print the result",
@@ -99,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
         "views: day_table, slot_sums, daily_coverage, latest_slot, sums_between(first, last).",
     )
     sql.add_argument("query")
+    sql.set_defaults(run=lambda a: _sql(a.query))
     basket = commands.add_parser(
         "basket",
         help="show the database's basket by day, or record a change of basket from a day on",
@@ -114,6 +128,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="record coins OKX lists no swap for (their slots are stored as unknown_instrument)",
     )
+    basket.set_defaults(run=lambda a: _basket(a.coins, a.first, a.allow_unlisted))
     alert = commands.add_parser(
         "alert",
         help="send a test alert through the configured webhook",
@@ -122,11 +137,12 @@ def _parser() -> argparse.ArgumentParser:
         "answered. Exits 1 if it refused every try.",
     )
     alert.add_argument("--test", action="store_true", required=True, help="send the test message")
+    alert.set_defaults(run=lambda a: _alert_test())
     commands.add_parser(
         "dev",
         help="start the Dagster UI and daemon (schedules, backfills) on this project's instance",
         add_help=False,
-    )
+    ).set_defaults(run=lambda a: _dev(a.extra), passes_on=True)
     serve = commands.add_parser(
         "serve",
         help="run one production service: the Dagster webserver (UI), the daemon, or the board",
@@ -148,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     # `coinsum dev` and the demo start the board beside Dagster: it ends with them.
     serve.add_argument("--with-parent", action="store_true", help=argparse.SUPPRESS)
+    serve.set_defaults(run=lambda a: _serve(a.service, a.host, a.port, a.with_parent))
     demo = commands.add_parser(
         "demo",
         help="offline and live: a stand-in OKX, the last days backfilled, then the UI",
@@ -160,6 +177,9 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--folder", type=Path, default=DEMO_FOLDER, help="default: .demo/")
     demo.add_argument(
         "--okx-port", type=int, default=0, help="the stand-in OKX's port (default: a free one)"
+    )
+    demo.set_defaults(
+        run=lambda a: run_demo(a.days, a.folder.resolve(), a.okx_port, a.extra), passes_on=True
     )
     return parser
 
@@ -240,17 +260,14 @@ def _export(first: date, last: date, folder: Path | None) -> int:
     with resolved("exports") as exports:
         target, palette = folder or exports.ranges(), exports.palette()
     with _database().read() as conn:
-        (slots,) = conn.execute(
-            "SELECT count(*) FROM coin_sum WHERE trade_date BETWEEN ? AND ?", [first, last]
-        ).fetchone()
-        if not slots:
+        if not slots_stored(conn, first, last):
             print(
                 f"coinsum: no slots stored from {first} to {last}, so nothing was written; "
                 "`coinsum status` lists the days stored, `coinsum backfill` fetches more.",
                 file=sys.stderr,
             )
             return 1
-        written = export_days(conn, first, last, target, palette)
+        written = write_range_files(conn, first, last, target, palette)
     for kind, path in written.files.items():
         rows = written.rows.get(kind)
         print(f"{path}" + (f"  ({rows} rows)" if rows is not None else ""))
@@ -262,14 +279,7 @@ def _status(first: date | None, last: date | None) -> int:
     if first and last:
         _check_range(first, last)
     with _database().read() as conn:
-        frame = conn.execute(
-            "SELECT * FROM daily_coverage WHERE trade_date BETWEEN ? AND ? ORDER BY trade_date",
-            [first or date.min, last or date.max],
-        ).fetchdf()
-        (newest,) = conn.execute(
-            "SELECT max(slot_start) FROM coin_sum WHERE trade_date BETWEEN ? AND ?",
-            [first or date.min, last or date.max],
-        ).fetchone()
+        frame, newest = coverage(conn, first, last)
     if frame.empty:
         print("(no days stored in that range)")
         return 0
@@ -317,7 +327,7 @@ def _requested_basket() -> tuple[str, ...] | None:
 def _database() -> CoinsumDatabase:
     """The same database resource the Dagster definitions use, its settings read now (it holds
     no connection: each of its doors opens and closes its own)."""
-    with resolved("duckdb") as database:
+    with resolved("database") as database:
         return database
 
 
@@ -327,10 +337,7 @@ def _basket(coins: str | None, first: date | None, allow_unlisted: bool) -> int:
         if first is not None:
             raise BasketError("--from goes with --set: coinsum basket --set BTC,ETH --from DAY")
         with _database().read() as conn:
-            frame = conn.execute(
-                "SELECT effective_from AS from_day, len(string_split(coins, ',')) AS coins, "
-                "coins AS basket, previous, recorded_at FROM baskets ORDER BY 1"
-            ).fetchdf()
+            frame = basket_history(conn)
         print(frame.to_string(index=False) if len(frame) else "(no basket recorded yet)")
         return 0
     if not coins.strip():
@@ -401,6 +408,13 @@ def _alert_test() -> int:
     return 1
 
 
+def _dev(extra: list[str]) -> int:
+    """``dagster dev`` on the project's instance (this process becomes it), the board beside it."""
+    home = dagster_home()
+    start_board_beside(os.environ)
+    exec_in_home(dev_command(extra), home)
+
+
 def _serve(service: str, host: str, port: int | None, with_parent: bool) -> int:
     """Run the board, or replace this process with the Dagster service; the daemon first
     closes its predecessor's dead runs (see ``runs.py``)."""
@@ -417,7 +431,7 @@ def _serve(service: str, host: str, port: int | None, with_parent: bool) -> int:
     if service == "daemon":
         from dagster import DagsterInstance
 
-        from coinsum_pipeline.runs import close_orphaned_daemon_runs
+        from coinsum_pipeline.instance.runs import close_orphaned_daemon_runs
 
         with DagsterInstance.get() as instance:
             for run_id in close_orphaned_daemon_runs(instance):
@@ -469,29 +483,13 @@ def _sql(query: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args, extra = _parser().parse_known_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    args.extra = extra  # what `dev` and `demo` pass on to `dagster dev`
+    if args.extra and not args.passes_on:
+        parser.error(f"unrecognized arguments: {' '.join(args.extra)}")
     try:
-        if args.command == "dev":
-            home = dagster_home()
-            start_board_beside(os.environ)
-            exec_in_home(dev_command(extra), home)
-        if args.command == "serve":
-            return _serve(args.service, args.host, args.port, args.with_parent)
-        if args.command == "demo":
-            return run_demo(args.days, args.folder.resolve(), args.okx_port, extra)
-        if extra:
-            _parser().error(f"unrecognized arguments: {' '.join(extra)}")
-        if args.command == "sql":
-            return _sql(args.query)
-        if args.command == "export":
-            return _export(args.first, args.last, args.out)
-        if args.command == "status":
-            return _status(args.first, args.last)
-        if args.command == "alert":
-            return _alert_test()
-        if args.command == "basket":
-            return _basket(args.coins, args.first, args.allow_unlisted)
-        return _backfill(args.first, args.last, step_retries=not args.fail_fast)
+        return args.run(args)
     except (
         DateError,
         BasketError,

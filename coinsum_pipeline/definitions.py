@@ -2,7 +2,8 @@
 
 Where to add things: an asset in ``defs/assets.py``, a check in ``defs/checks.py``, a job in
 ``defs/jobs.py``, a schedule in ``defs/schedules.py``, a sensor in ``defs/sensors.py`` (each
-listed here too), and a setting as ``defs/resources.py`` says.
+listed here too), and a setting as ``defs/resources.py`` says. What keeps the instance itself
+(the hourly tidy) comes from ``instance/``.
 """
 
 from __future__ import annotations
@@ -16,20 +17,16 @@ from coinsum_pipeline.defs.checks import (
     no_extreme_moves,
     slot_completeness,
 )
-from coinsum_pipeline.defs.jobs import deliver_alert, exports_job, housekeeping, slots_job
+from coinsum_pipeline.defs.jobs import collect_slots, deliver_alert, export_days
 from coinsum_pipeline.defs.resources import build_resources
-from coinsum_pipeline.defs.schedules import (
-    live_slots,
-    recollect_today,
-    recollect_yesterday,
-    tidy_hourly,
-)
+from coinsum_pipeline.defs.schedules import live_slots, recollect_today, recollect_yesterday
 from coinsum_pipeline.defs.sensors import (
-    alerts,
+    alert_on_new_slots,
     export_on_new_slots,
     freshness_sensor,
     gap_repair,
 )
+from coinsum_pipeline.instance.tidy import tidy, tidy_hourly
 
 
 def build_defs() -> Definitions:
@@ -38,9 +35,9 @@ def build_defs() -> Definitions:
     return Definitions(
         assets=[basket_slots, day_exports],
         asset_checks=[slot_completeness, base_matches_okx, no_extreme_moves, freshness_check],
-        jobs=[slots_job, exports_job, deliver_alert, housekeeping],
+        jobs=[collect_slots, export_days, deliver_alert, tidy],
         schedules=[live_slots, recollect_today, recollect_yesterday, tidy_hourly],
-        sensors=[gap_repair, export_on_new_slots, freshness_sensor, alerts],
+        sensors=[gap_repair, export_on_new_slots, freshness_sensor, alert_on_new_slots],
         resources=build_resources(),
         # Every run's steps in one process: a run's steps are small (one fetch, three checks),
         # a subprocess per step cost more than the step, and each added a dozen events.

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from coinsum_pipeline import clock
 from coinsum_pipeline.core.slots import DateError
+from coinsum_pipeline.instance.home import prepare_home
+from coinsum_pipeline.instance.services import dev_command, service_environment, start_board_beside
 from coinsum_pipeline.okx.fake import FakeOKX
-from coinsum_pipeline.services import dev_command, service_environment, start_board_beside
-from coinsum_pipeline.settings import PROJECT_ROOT, prepare_home
+from coinsum_pipeline.settings import PROJECT_ROOT
 
 DEMO_FOLDER = PROJECT_ROOT / ".demo"
 DEMO_DAYS = 3

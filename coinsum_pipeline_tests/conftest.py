@@ -17,7 +17,7 @@ import time_machine
 from dagster import DagsterInstance
 
 from coinsum_pipeline.core.basket import DEFAULT_COINS
-from coinsum_pipeline.defs.dagster_compat import (
+from coinsum_pipeline.instance.daemon import (
     DaemonTurns,
     ForkRunLauncher,
     daemon_in_process,
@@ -97,7 +97,7 @@ def _pipeline(
     monkeypatch.setenv("COINSUM_DB", str(tmp_path / "coinsum.duckdb"))
     monkeypatch.setenv("COINSUM_EXPORTS", str(tmp_path / "exports"))
     monkeypatch.setenv("COINSUM_COINS", ",".join(DEFAULT_COINS))
-    from coinsum_pipeline.settings import dagster_home
+    from coinsum_pipeline.instance.home import dagster_home
 
     dagster_home()
     with DagsterInstance.get() as instance:

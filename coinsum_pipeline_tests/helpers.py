@@ -24,8 +24,8 @@ import time_machine
 from dagster import DagsterInstance
 
 from coinsum_pipeline.core.slots import BEIJING, day_start, epoch_ms
+from coinsum_pipeline.instance.home import dagster_home
 from coinsum_pipeline.okx.fake import FakeOKX
-from coinsum_pipeline.settings import dagster_home
 
 
 @dataclass

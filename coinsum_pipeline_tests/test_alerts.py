@@ -23,9 +23,9 @@ from coinsum_pipeline.cli import main
 from coinsum_pipeline.core.alerts import SlotSum, sum_alerts
 from coinsum_pipeline.core.slots import epoch_ms
 from coinsum_pipeline.definitions import build_defs
-from coinsum_pipeline.defs.jobs import ALERT_TAG
+from coinsum_pipeline.defs.constants import ALERT_TAG
 from coinsum_pipeline.defs.resources import resolved
-from coinsum_pipeline.defs.sensors import alerts
+from coinsum_pipeline.defs.sensors import alert_on_new_slots
 from coinsum_pipeline.webhook import WebhookError, payload
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
@@ -72,13 +72,13 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
 
 
 def tick(pipeline: Pipeline, cursor: str | None) -> SensorResult | SkipReason:
-    with resolved("duckdb") as database, resolved("alerts") as webhook:
+    with resolved("database") as database, resolved("alerts") as webhook:
         context = build_sensor_context(
             instance=pipeline.instance,
             cursor=cursor,
-            resources={"duckdb": database, "alerts": webhook},
+            resources={"database": database, "alerts": webhook},
         )
-        return alerts(context)
+        return alert_on_new_slots(context)
 
 
 def deliver(pipeline: Pipeline, result: SensorResult) -> list[str]:

@@ -283,7 +283,7 @@ def test_a_board_started_beside_dagster_ends_with_its_parent(market: Pipeline) -
         [
             sys.executable,
             "-c",
-            "import sys, time; from coinsum_pipeline.services import start_board_beside; "
+            "import sys, time; from coinsum_pipeline.instance.services import start_board_beside; "
             "import os; print(start_board_beside(os.environ).pid, flush=True); time.sleep(600)",
         ],
         env={**os.environ, "COINSUM_DB": str(market.db), "COINSUM_BOARD_PORT": str(port)},

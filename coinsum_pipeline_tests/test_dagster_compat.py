@@ -1,17 +1,21 @@
-"""What coinsum uses of Dagster beyond its stable API (``defs/dagster_compat.py``), checked
-against the installed Dagster: after an upgrade, a failure here names what moved."""
+"""What coinsum uses of Dagster beyond its stable API (``defs/dagster_compat.py`` for the
+definitions, ``instance/storage.py`` for tidying), checked against the installed Dagster: after an
+upgrade, a failure here names what moved. The daemon's turns (``instance/daemon.py``) are
+checked by every test that takes them."""
 
 from __future__ import annotations
 
-import warnings
+import subprocess
+import sys
 from pathlib import Path
 
-from dagster import AssetCheckKey, AssetKey, BackfillPolicy, DagsterEventType, asset
+from dagster import AssetCheckKey, AssetKey, DagsterEventType
 
 from coinsum_pipeline.backfill import run_slots
 from coinsum_pipeline.core.slots import slot_key, slots_in
 from coinsum_pipeline.definitions import build_defs
 from coinsum_pipeline.defs import dagster_compat
+from coinsum_pipeline.instance import storage
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 
@@ -54,26 +58,29 @@ def test_the_planned_events_switch_is_still_read_and_only_where_it_is_set(
 
 
 def test_a_dead_runs_pool_slot_can_be_freed(pipeline: Pipeline) -> None:
-    storage = pipeline.instance.event_log_storage
-    storage.set_concurrency_slots("okx", 1)
-    claim = storage.claim_concurrency_slot("okx", "dead-run", "basket_slots")
+    events = pipeline.instance.event_log_storage
+    events.set_concurrency_slots("okx", 1)
+    claim = events.claim_concurrency_slot("okx", "dead-run", "basket_slots")
     assert claim.is_claimed
-    dagster_compat.free_pool_slots(pipeline.instance, "dead-run")
-    assert not storage.get_concurrency_info("okx").claimed_slots, (
+    storage.free_pool_slots(pipeline.instance, "dead-run")
+    assert not events.get_concurrency_info("okx").claimed_slots, (
         "event_log_storage.free_concurrency_slots_for_run no longer frees a run's slots"
     )
 
 
-def test_beta_decorators_apply_without_notices_and_leave_filters_alone() -> None:
-    filters = list(warnings.filters)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # any notice would raise here
-
-        @dagster_compat.decorate_without_notices(asset, backfill_policy=BackfillPolicy.single_run())
-        def quiet() -> None: ...
-
-    assert quiet.key == AssetKey("quiet")
-    assert warnings.filters == filters
+def test_the_definitions_load_without_notices_and_leave_the_filters_alone() -> None:
+    """Dagster's beta, preview and supersession notices are silenced where the definitions are
+    declared (``defs/__init__.py``), without changing the process's warning filters."""
+    probe = (
+        "import warnings; from dagster import BetaWarning, PreviewWarning, SupersessionWarning\n"
+        "for notice in (BetaWarning, PreviewWarning, SupersessionWarning):\n"
+        "    warnings.simplefilter('error', notice)\n"
+        "before = list(warnings.filters)\n"
+        "import coinsum_pipeline.definitions\n"
+        "assert warnings.filters == before, 'the warning filters changed'\n"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
 
 
 def test_what_a_deleted_run_leaves_can_be_removed(pipeline: Pipeline) -> None:
@@ -82,16 +89,16 @@ def test_what_a_deleted_run_leaves_can_be_removed(pipeline: Pipeline) -> None:
     path = Path(instance.event_log_storage.path_for_shard(outcome.run_id))
     completeness = AssetCheckKey(AssetKey("basket_slots"), "slot_completeness")
     key = slot_key(beijing("2026-01-05 00:00"))
-    assert dagster_compat.latest_check_run(instance, completeness, key) == outcome.run_id
-    assert dagster_compat.latest_check_run(instance, completeness, "2026-01-05-00:30") is None
+    assert storage.latest_check_run(instance, completeness, key) == outcome.run_id
+    assert storage.latest_check_run(instance, completeness, "2026-01-05-00:30") is None
     instance.delete_run(outcome.run_id)
     assert path.exists(), "Dagster leaves the file (if it stops, this part can go)"
-    assert dagster_compat.latest_check_run(instance, completeness, key) == outcome.run_id, (
+    assert storage.latest_check_run(instance, completeness, key) == outcome.run_id, (
         "Dagster leaves the run's check results (if it stops, this part can go)"
     )
-    dagster_compat.delete_run_leftovers(instance, outcome.run_id)
+    storage.delete_run_leftovers(instance, outcome.run_id)
     assert not path.exists()
-    assert dagster_compat.latest_check_run(instance, completeness, key) is None
+    assert storage.latest_check_run(instance, completeness, key) is None
 
 
 def test_a_partitions_latest_materialization_is_found_for_a_check_result(

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from dagster import AssetKey, DefaultScheduleStatus, build_schedule_context
 
 from coinsum_pipeline.core.slots import SLOT, day_start, slot_key
@@ -19,10 +20,10 @@ from coinsum_pipeline_tests.helpers import beijing
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_workspace_loads_without_errors(tmp_path: Path) -> None:
-    env = {**os.environ, "DAGSTER_HOME": str(tmp_path)}
-    (tmp_path / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
-    result = subprocess.run(
+def validate_workspace(home: Path, **settings: str) -> subprocess.CompletedProcess:
+    """``dagster definitions validate`` on the workspace, as Dagster loads the code location."""
+    (home / "dagster.yaml").symlink_to(ROOT / "dagster.yaml")
+    return subprocess.run(
         [
             Path(sys.executable).parent / "dagster",
             "definitions",
@@ -31,13 +32,36 @@ def test_workspace_loads_without_errors(tmp_path: Path) -> None:
             "workspace.yaml",
         ],
         cwd=ROOT,
-        env=env,
+        env={**os.environ, "DAGSTER_HOME": str(home), **settings},
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_workspace_loads_without_errors(tmp_path: Path) -> None:
+    result = validate_workspace(tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Validation successful" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "typed", "told"),
+    [
+        ("COINSUM_COLORS", "purple", "use cn (red up, green down"),
+        ("COINSUM_ALERT_FORMAT", "wechat", "use one of json, slack, dingtalk, feishu"),
+        ("COINSUM_ALERT_LEVELS", "20;-20", "give numbers separated by commas"),
+    ],
+)
+def test_a_bad_choice_setting_stops_the_code_location_loading_naming_it(
+    tmp_path: Path, variable: str, typed: str, told: str
+) -> None:
+    """A typo in a choice or list setting fails when Dagster loads the code location, with the
+    variable, what was typed and what it may be, not later in each run that reads it."""
+    result = validate_workspace(tmp_path, **{variable: typed})
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert f"{variable} is {typed!r}: {told}" in output, output[-3000:]
 
 
 def test_slot_partitions_start_at_first_day_and_include_the_running_slot(

@@ -28,11 +28,9 @@ from coinsum_pipeline.backfill import export_range, run_slots
 from coinsum_pipeline.cli import main
 from coinsum_pipeline.core.slots import SLOT, epoch_ms, slots_in
 from coinsum_pipeline.definitions import defs
-from coinsum_pipeline.defs.dagster_compat import (
-    DaemonTurns,
-)
+from coinsum_pipeline.instance.daemon import DaemonTurns
+from coinsum_pipeline.instance.home import dagster_home
 from coinsum_pipeline.okx.fake import FakeOKX
-from coinsum_pipeline.settings import dagster_home
 from coinsum_pipeline.warehouse.charts import PALETTES
 from coinsum_pipeline.warehouse.heatmap import FONT, FULL_TABLE, draw_day_table
 from coinsum_pipeline_tests.helpers import PNG, Pipeline, beijing, header, read_csv

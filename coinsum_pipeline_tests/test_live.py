@@ -10,7 +10,7 @@ import pytest
 from dagster import DagsterRunStatus, RunsFilter
 
 from coinsum_pipeline.core.slots import epoch_ms
-from coinsum_pipeline.defs.dagster_compat import DaemonTurns
+from coinsum_pipeline.instance.daemon import DaemonTurns
 from coinsum_pipeline.okx import fetch
 from coinsum_pipeline.okx.client import OKXClient
 from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact, beijing

@@ -29,7 +29,7 @@ from coinsum_pipeline.core.basket import BasketError
 from coinsum_pipeline.core.compute import compute_slot_tables
 from coinsum_pipeline.core.reasons import MissingReason
 from coinsum_pipeline.core.slots import days_in, slot_key, slots_in
-from coinsum_pipeline.defs.dagster_compat import decorate_without_notices, without_notices
+from coinsum_pipeline.defs.constants import FAIL_FAST_TAG, SLOTS_PER_RUN
 from coinsum_pipeline.defs.partitions import DAY_PARTITIONS, SLOT_PARTITIONS
 from coinsum_pipeline.defs.resources import BasketResource, ExportFolder, OKXResource
 from coinsum_pipeline.okx.client import OKXUnreachable
@@ -38,16 +38,11 @@ from coinsum_pipeline.warehouse.database import CoinsumDatabase, DatabaseHeld, r
 from coinsum_pipeline.warehouse.exports import Export, read_days, write_exports
 from coinsum_pipeline.warehouse.schema import SchemaError
 
-# 288 slots = 6 days: one 300-row candle page per coin per run, the fewest requests possible.
-SLOTS_PER_RUN = 288
 OKX_POOL = "okx"
 OWNERS = ["team:coinsum-data"]
-# A run tagged with this reports fetch failures at once instead of retrying the step.
-FAIL_FAST_TAG = "coinsum/fail_fast"
 
 
-@decorate_without_notices(
-    asset,
+@asset(
     partitions_def=SLOT_PARTITIONS,
     backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=SLOTS_PER_RUN),
     retry_policy=RetryPolicy(
@@ -68,13 +63,13 @@ FAIL_FAST_TAG = "coinsum/fail_fast"
 def basket_slots(
     context: AssetExecutionContext,
     okx: OKXResource,
-    duckdb: CoinsumDatabase,
+    database: CoinsumDatabase,
     basket: BasketResource,
 ) -> MaterializeResult:
     window = context.partition_time_window
     slots = list(slots_in(window.start, window.end))
     try:
-        history = duckdb.baskets(context.log, basket.requested(), slots[0].date())
+        history = database.baskets(context.log, basket.requested(), slots[0].date())
         coins = history.coins_of(slot.date() for slot in slots)
         context.log.info(
             f"fetching {len(coins)} coins for {len(slots)} slots "
@@ -82,7 +77,7 @@ def basket_slots(
         )
         fetched = fetch_basket(okx.client, coins, slots, threads=okx.fetch_threads)
         tables = compute_slot_tables(slots, history.on, fetched)
-        with duckdb.write(context.log, history) as conn:
+        with database.write(context.log, history) as conn:
             replace_slots(conn, slots[0], slots[-1], tables)
     # A retry cannot help: the file is held, the basket or schema is refused, or OKX cannot be
     # reached at all (the client tried a few times; the message says what to change).
@@ -145,13 +140,10 @@ EXPORT_WHEN_SLOTS_CHANGE = (
 # A day's slots that have not started have no partition yet: today maps to its slots so far,
 # so a request spanning today and earlier days (a repair after downtime, a new instance, a UI
 # backfill up to today) is planned instead of refused.
-SLOTS_SO_FAR = without_notices(
-    TimeWindowPartitionMapping, allow_nonexistent_upstream_partitions=True
-)
+SLOTS_SO_FAR = TimeWindowPartitionMapping(allow_nonexistent_upstream_partitions=True)
 
 
-@decorate_without_notices(
-    asset,
+@asset(
     partitions_def=DAY_PARTITIONS,
     deps=[AssetDep(basket_slots, partition_mapping=SLOTS_SO_FAR)],
     backfill_policy=BackfillPolicy.single_run(),
@@ -169,12 +161,12 @@ SLOTS_SO_FAR = without_notices(
 )
 def day_exports(
     context: AssetExecutionContext,
-    duckdb: CoinsumDatabase,
+    database: CoinsumDatabase,
     exports: ExportFolder,
 ) -> MaterializeResult:
     window = context.partition_time_window
     days = days_in(window.start.date(), (window.end - timedelta(days=1)).date())
-    with duckdb.read() as conn:
+    with database.read() as conn:
         wanted = [(read_days(conn, day, day), exports.day(day)) for day in days]
         if len(days) > 1:
             wanted.append((read_days(conn, days[0], days[-1]), exports.ranges()))

@@ -19,10 +19,9 @@ passed. A ranged run's summary has no partition.
   every slot run, and by the ``freshness`` sensor when it could have become overdue.
 """
 
-from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime
 
 import duckdb
 from dagster import (
@@ -37,16 +36,14 @@ from dagster import (
 
 from coinsum_pipeline import clock
 from coinsum_pipeline.core.basket import ordered_union, swap_inst_id
-from coinsum_pipeline.core.slots import BEIJING, SLOT, day_start, epoch_ms, slot_key, slots_in
+from coinsum_pipeline.core.slots import SLOT, slot_key, slots_in
 from coinsum_pipeline.defs.assets import basket_slots
-from coinsum_pipeline.defs.dagster_compat import (
-    decorate_without_notices,
-    latest_materializations,
-    without_notices,
-)
+from coinsum_pipeline.defs.constants import OVERDUE_AFTER
+from coinsum_pipeline.defs.dagster_compat import latest_materializations
 from coinsum_pipeline.defs.partitions import SLOT_PARTITIONS
 from coinsum_pipeline.defs.resources import CheckLimits, OKXResource
-from coinsum_pipeline.okx.client import OKXClient, OKXError
+from coinsum_pipeline.okx.client import OKXError
+from coinsum_pipeline.okx.fetch import daily_opens
 from coinsum_pipeline.warehouse.database import CoinsumDatabase
 
 WARN = AssetCheckSeverity.WARN
@@ -149,22 +146,6 @@ def extreme_moves(slot: StoredSlot, limit_pct: float) -> Verdict:
     return Verdict(True, f"no 30-minute move beyond {limit_pct}%", meta)
 
 
-def okx_daily_opens(
-    client: OKXClient, coins: Sequence[str], days: Sequence[date]
-) -> dict[date, dict[str, float]]:
-    """OKX's 1D opens for ``days`` by day and coin; a coin OKX won't give stays unverified."""
-    first, last = epoch_ms(day_start(days[0])), epoch_ms(day_start(days[-1]))
-    opens: dict[date, dict[str, float]] = defaultdict(dict)
-    for coin in coins:
-        try:
-            candles = client.candles(swap_inst_id(coin), "1D", first, last)
-        except OKXError:
-            continue
-        for candle in candles:
-            opens[datetime.fromtimestamp(candle.ts / 1000, BEIJING).date()][coin] = candle.open
-    return opens
-
-
 def _sod_utc8(okx: OKXResource, coins: Sequence[str]) -> dict[str, float]:
     try:
         sod = okx.client.sod_utc8()
@@ -240,20 +221,18 @@ def _evaluate(
     )
 
 
-@decorate_without_notices(
-    asset_check,
+@asset_check(
     asset=basket_slots,
     partitions_def=SLOT_PARTITIONS,
     description="Every coin of the basket has a value; warns naming the missing coins and why.",
 )
 def slot_completeness(
-    context: AssetCheckExecutionContext, duckdb: CoinsumDatabase
+    context: AssetCheckExecutionContext, database: CoinsumDatabase
 ) -> AssetCheckResult:
-    return _evaluate(context, duckdb, WARN, lambda stored: map(completeness, stored))
+    return _evaluate(context, database, WARN, lambda stored: map(completeness, stored))
 
 
-@decorate_without_notices(
-    asset_check,
+@asset_check(
     asset=basket_slots,
     partitions_def=SLOT_PARTITIONS,
     blocking=True,
@@ -264,13 +243,13 @@ def slot_completeness(
 )
 def base_matches_okx(
     context: AssetCheckExecutionContext,
-    duckdb: CoinsumDatabase,
+    database: CoinsumDatabase,
     okx: OKXResource,
 ) -> AssetCheckResult:
     def judge(stored: list[StoredSlot]) -> Iterator[Verdict]:
         coins = ordered_union(s.basket for s in stored)
         days = sorted({s.slot.date() for s in stored})
-        daily = okx_daily_opens(okx.client, coins, days)
+        daily = daily_opens(okx.client, coins, days)
         today = clock.now().date()
         sod = _sod_utc8(okx, coins) if today in days else {}
         for s in stored:
@@ -278,11 +257,10 @@ def base_matches_okx(
                 s, daily.get(s.slot.date(), {}), sod if s.slot.date() == today else {}
             )
 
-    return _evaluate(context, duckdb, AssetCheckSeverity.ERROR, judge)
+    return _evaluate(context, database, AssetCheckSeverity.ERROR, judge)
 
 
-@decorate_without_notices(
-    asset_check,
+@asset_check(
     asset=basket_slots,
     partitions_def=SLOT_PARTITIONS,
     description=(
@@ -291,20 +269,16 @@ def base_matches_okx(
     ),
 )
 def no_extreme_moves(
-    context: AssetCheckExecutionContext, duckdb: CoinsumDatabase, limits: CheckLimits
+    context: AssetCheckExecutionContext, database: CoinsumDatabase, limits: CheckLimits
 ) -> AssetCheckResult:
     limit = limits.max_move_pct
     return _evaluate(
-        context, duckdb, WARN, lambda stored: (extreme_moves(s, limit) for s in stored)
+        context, database, WARN, lambda stored: (extreme_moves(s, limit) for s in stored)
     )
 
 
-# Live collection stores the slot that started at :00 or :30 seconds in; this long after it
-# starts (:20 or :50) it is overdue (the step's retries and a re-run fit in between).
-OVERDUE_AFTER = timedelta(minutes=20)
 _minute = OVERDUE_AFTER.seconds // 60
-(freshness_check,) = without_notices(
-    build_time_partition_freshness_checks,
+(freshness_check,) = build_time_partition_freshness_checks(
     assets=[basket_slots],
     deadline_cron=f"{_minute},{_minute + 30} * * * *",
     timezone="Asia/Shanghai",

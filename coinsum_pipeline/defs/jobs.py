@@ -15,20 +15,19 @@ from dagster import (
     op,
 )
 
-from coinsum_pipeline import clock
 from coinsum_pipeline.core.alerts import Alert
 from coinsum_pipeline.defs.assets import basket_slots, day_exports
+from coinsum_pipeline.defs.constants import ALERT_TAG
 from coinsum_pipeline.defs.resources import AlertWebhook
-from coinsum_pipeline.housekeeping import tidy
 from coinsum_pipeline.webhook import WebhookError
 
-slots_job = define_asset_job(
+collect_slots = define_asset_job(
     "collect_slots",
     selection=AssetSelection.assets(basket_slots),
     description="Fetch and store one slot or a range of slots, with their checks.",
 )
 
-exports_job = define_asset_job(
+export_days = define_asset_job(
     "export_days",
     selection=AssetSelection.assets(day_exports),
     description="Write the CSVs and charts of one Beijing day or a range of days.",
@@ -46,9 +45,6 @@ class AlertConfig(Config):
 
 
 DELIVERY_TRIES = 4
-
-
-ALERT_TAG = "coinsum/alert"
 
 
 def alert_run(alert: Alert) -> dict:
@@ -83,25 +79,6 @@ def send_alert(context: OpExecutionContext, config: AlertConfig, alerts: AlertWe
     return Output(None, metadata={"answer": answer})
 
 
-@job(description="Deliver one alert: the alerts sensor starts one run per alert.")
+@job(description="Deliver one alert: the alert_on_new_slots sensor starts one run per alert.")
 def deliver_alert() -> None:
     send_alert()
-
-
-@op(
-    description=(
-        "Delete finished runs whose materializations and check results are superseded, skipped "
-        "ticks, ticks' logs and automation evaluations, all older than an hour."
-    )
-)
-def tidy_instance(context: OpExecutionContext) -> None:
-    tidied = tidy(context.instance, clock.now())
-    context.log.info(
-        f"deleted {tidied.runs_deleted} of {tidied.runs_looked_at} finished runs, "
-        f"{tidied.ticks_deleted} skipped ticks"
-    )
-
-
-@job(description="Housekeeping: prune superseded runs and old ticks, so the instance stays small.")
-def housekeeping() -> None:
-    tidy_instance()

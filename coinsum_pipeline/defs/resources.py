@@ -19,10 +19,10 @@ from pydantic import PrivateAttr
 from coinsum_pipeline.core.alerts import Alert
 from coinsum_pipeline.core.basket import parse_basket
 from coinsum_pipeline.okx.client import OKXClient
-from coinsum_pipeline.settings import configured
+from coinsum_pipeline.settings import configured, value
 from coinsum_pipeline.warehouse.charts import Palette, palette_named
 from coinsum_pipeline.warehouse.database import CONNECTION_CONFIG, CoinsumDatabase
-from coinsum_pipeline.webhook import deliver
+from coinsum_pipeline.webhook import FORMATS, deliver
 
 
 class OKXResource(ConfigurableResource):
@@ -110,13 +110,7 @@ class AlertWebhook(ConfigurableResource):
 
     def sum_levels(self) -> list[float]:
         """The levels whose crossing is alerted."""
-        try:
-            return [float(level) for level in self.levels.split(",") if level.strip()]
-        except ValueError:
-            raise AlertSettingError(
-                f"COINSUM_ALERT_LEVELS is {self.levels!r}: give numbers separated by commas, "
-                "for example 20,-20."
-            ) from None
+        return alert_levels(self.levels)
 
     def send(self, alert: Alert) -> str:
         """POST ``alert``; returns what the endpoint answered."""
@@ -127,14 +121,40 @@ class AlertSettingError(ValueError):
     """An alert setting that cannot be read; the message says how to write it."""
 
 
+def alert_levels(levels: str) -> list[float]:
+    """``COINSUM_ALERT_LEVELS`` as numbers."""
+    try:
+        return [float(level) for level in levels.split(",") if level.strip()]
+    except ValueError:
+        raise AlertSettingError(
+            f"COINSUM_ALERT_LEVELS is {levels!r}: give numbers separated by commas, for example "
+            "20,-20."
+        ) from None
+
+
+def check_settings() -> None:
+    """The choice and list settings, checked when the definitions load (and before every
+    command): a typo then stops the code location from loading, with the variable and what it
+    may be in the message Dagster shows, instead of failing each run or alert that reads it."""
+    palette_named(value("COINSUM_COLORS"))
+    alert_format = value("COINSUM_ALERT_FORMAT")
+    if alert_format.strip().lower() not in FORMATS:
+        raise AlertSettingError(
+            f"COINSUM_ALERT_FORMAT is {alert_format!r}: use one of {', '.join(FORMATS)}."
+        )
+    alert_levels(value("COINSUM_ALERT_LEVELS"))
+
+
 def build_resources() -> dict[str, ConfigurableResource]:
-    """Every resource, configured from the environment as it is now (defaults where unset)."""
+    """Every resource, configured from the environment as it is now (defaults where unset),
+    once the settings are checked."""
+    check_settings()
     return {
         "okx": OKXResource(
             base_url=configured("OKX_BASE_URL"),
             timeout_seconds=configured("OKX_TIMEOUT_SECONDS"),
         ),
-        "duckdb": CoinsumDatabase(
+        "database": CoinsumDatabase(
             database=configured("COINSUM_DB"),
             wait_seconds=configured("COINSUM_DB_WAIT_SECONDS"),
             connection_config=CONNECTION_CONFIG,

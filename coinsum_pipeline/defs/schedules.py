@@ -1,11 +1,11 @@
 """The schedules: live collection (each slot as it starts, at :00 and :30 Beijing time), the
-day so far again every three hours, yesterday again at 00:03, and hourly housekeeping.
+day so far again every three hours, and yesterday again at 00:03.
 
 Why collect slots twice: the live schedule stores a day in 48 runs, one per slot. Collected
 again in one run (the same values: an open price never changes; a late candle gets filled), the
-slots are materialized by that one run, their live runs are superseded, and housekeeping can
+slots are materialized by that one run, their live runs are superseded, and the hourly tidy can
 delete them, with the previous re-collection of the day. So the instance holds the live runs of
-a few hours at most (see housekeeping.py), and each stored day keeps one run of slots and one of
+a few hours at most (see instance/tidy.py), and each stored day keeps one run of slots and one of
 exports, not a hundred.
 """
 
@@ -30,17 +30,16 @@ from coinsum_pipeline.core.slots import (
     day_start,
     slot_key,
 )
+from coinsum_pipeline.defs.constants import RECOLLECT_TAG
 from coinsum_pipeline.defs.dagster_compat import partition_tags
-from coinsum_pipeline.defs.jobs import housekeeping, slots_job
+from coinsum_pipeline.defs.jobs import collect_slots
 from coinsum_pipeline.defs.partitions import FIRST_DAY
-
-RECOLLECT_TAG = "coinsum/recollect"
 
 
 def _collecting(cron: str, description: str) -> Callable[[Callable], ScheduleDefinition]:
     """A schedule of ``collect_slots`` runs on Beijing time, on by default."""
     return schedule(
-        job=slots_job,
+        job=collect_slots,
         cron_schedule=cron,
         execution_timezone="Asia/Shanghai",
         default_status=DefaultScheduleStatus.RUNNING,
@@ -53,7 +52,7 @@ def _collecting(cron: str, description: str) -> Callable[[Callable], ScheduleDef
 # little for a coin that has not traded yet, see okx/fetch.py); its day's 00:00 base comes in
 # the same fetch. The partitions end one slot ahead, so the newest partition is that slot.
 live_slots = build_schedule_from_partitioned_job(
-    slots_job,
+    collect_slots,
     name="live_slots",
     default_status=DefaultScheduleStatus.RUNNING,
     description=(
@@ -81,7 +80,7 @@ def _collect_again(first: datetime, last: datetime, name: str) -> RunRequest | S
         "Every three hours from 03:03 to 21:03 Beijing time, collects today's slots so far "
         "(00:00 to the slot that has just started) again in one run: the same values (a late "
         "candle filled), and the live runs since the last re-collection, with that run, left "
-        "for housekeeping to delete."
+        "for the hourly tidy to delete."
     ),
 )
 def recollect_today(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
@@ -94,22 +93,10 @@ def recollect_today(context: ScheduleEvaluationContext) -> RunRequest | SkipReas
     (
         "At 00:03 Beijing time, collects yesterday's 48 slots again in one run: the same values "
         "(a late candle filled), and the day's last live runs and its last re-collection left "
-        "for housekeeping to delete."
+        "for the hourly tidy to delete."
     ),
 )
 def recollect_yesterday(context: ScheduleEvaluationContext) -> RunRequest | SkipReason:
     today = context.scheduled_execution_time.astimezone(BEIJING).date()
     first = day_start(today - timedelta(days=1))
     return _collect_again(first, first + SLOT * (SLOTS_PER_DAY - 1), "yesterday")
-
-
-# Hourly, between the live slots and after the re-collections: a day's superseded export and
-# freshness runs go within the hour, its live runs within an hour of the next re-collection.
-tidy_hourly = ScheduleDefinition(
-    name="tidy_hourly",
-    job=housekeeping,
-    cron_schedule="5 * * * *",
-    execution_timezone="Asia/Shanghai",
-    default_status=DefaultScheduleStatus.RUNNING,
-    description="Housekeeping at :05 past each hour: see coinsum_pipeline/housekeeping.py.",
-)

@@ -1,4 +1,4 @@
-"""The sensors: gap repair, the exports that follow the slots, the freshness check's, alerts.
+"""The sensors: gap repair, the exports that follow the slots, the freshness check's, the alerts.
 
 Gap repair collects again the recent slots that a later fetch can fill.
 
@@ -38,10 +38,11 @@ from dagster import (
 from coinsum_pipeline import clock
 from coinsum_pipeline.core.alerts import late_alert, sum_alerts
 from coinsum_pipeline.core.slots import SLOT, current_slot, day_start, slot_key, slots_in
-from coinsum_pipeline.defs.assets import SLOTS_PER_RUN, day_exports
-from coinsum_pipeline.defs.checks import OVERDUE_AFTER, freshness_check
-from coinsum_pipeline.defs.dagster_compat import partition_tags, without_notices
-from coinsum_pipeline.defs.jobs import alert_run, deliver_alert, slots_job
+from coinsum_pipeline.defs.assets import day_exports
+from coinsum_pipeline.defs.checks import freshness_check
+from coinsum_pipeline.defs.constants import OVERDUE_AFTER, SLOTS_PER_RUN
+from coinsum_pipeline.defs.dagster_compat import partition_tags
+from coinsum_pipeline.defs.jobs import alert_run, collect_slots, deliver_alert
 from coinsum_pipeline.defs.partitions import FIRST_DAY
 from coinsum_pipeline.defs.resources import AlertWebhook, OKXResource
 from coinsum_pipeline.okx.client import OKXError, OKXUnreachable
@@ -133,7 +134,7 @@ def plan_repairs(
 
 
 @sensor(
-    job=slots_job,
+    job=collect_slots,
     minimum_interval_seconds=TICK_SECONDS,
     default_status=DefaultSensorStatus.RUNNING,
     description=(
@@ -145,10 +146,10 @@ def plan_repairs(
     ),
 )
 def gap_repair(
-    context: SensorEvaluationContext, duckdb: CoinsumDatabase, okx: OKXResource
+    context: SensorEvaluationContext, database: CoinsumDatabase, okx: OKXResource
 ) -> SensorResult | SkipReason:
     busy = context.instance.get_run_records(
-        RunsFilter(job_name=slots_job.name, statuses=BUSY), limit=1
+        RunsFilter(job_name=collect_slots.name, statuses=BUSY), limit=1
     )
     if busy:
         return SkipReason("a collect_slots run is queued or running; gaps are checked after it")
@@ -157,7 +158,7 @@ def gap_repair(
     if not due:
         return SkipReason("no slot is due yet")
     try:
-        with duckdb.read() as conn:
+        with database.read() as conn:
             stored, gaps = stored_since(conn, due[0])
     except StorageError:  # no data yet: every due slot is a gap
         stored, gaps = set(), {}
@@ -182,7 +183,7 @@ def gap_repair(
 
 # The exports and the alerts look this often, so they follow a new slot within half a minute
 # of it being stored (the sensor's turn, then its run's launch). Each look is one tick, deleted
-# by housekeeping within the hour when it had nothing to do.
+# by the hourly tidy within the hour when it had nothing to do.
 FOLLOW_SECONDS = 15
 
 export_on_new_slots = AutomationConditionSensorDefinition(
@@ -209,8 +210,8 @@ ALERT_WINDOW = timedelta(hours=2)
         "is retried and shows as a failed run."
     ),
 )
-def alerts(
-    context: SensorEvaluationContext, duckdb: CoinsumDatabase, alerts: AlertWebhook
+def alert_on_new_slots(
+    context: SensorEvaluationContext, database: CoinsumDatabase, alerts: AlertWebhook
 ) -> SensorResult | SkipReason:
     if not alerts.url.strip():
         return SkipReason("alerts are off: set COINSUM_ALERT_WEBHOOK to a webhook URL")
@@ -218,7 +219,7 @@ def alerts(
     cursor = json.loads(context.cursor or "{}")
     window = current_slot(now - ALERT_WINDOW)
     try:
-        with duckdb.read() as conn:
+        with database.read() as conn:
             recent = slot_sums_since(conn, window)
     except StorageError:
         recent = []
@@ -240,8 +241,7 @@ def alerts(
     return SensorResult(run_requests=requests, cursor=json.dumps(cursor, sort_keys=True))
 
 
-freshness_sensor = without_notices(
-    build_sensor_for_freshness_checks,
+freshness_sensor = build_sensor_for_freshness_checks(
     freshness_checks=[freshness_check],
     name="freshness",
     minimum_interval_seconds=60,

@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import TypeVar
 
 from coinsum_pipeline import clock
 from coinsum_pipeline.core.basket import swap_inst_id
 from coinsum_pipeline.core.market import Candle, CoinFetch
 from coinsum_pipeline.core.reasons import MissingReason
-from coinsum_pipeline.core.slots import SLOT_MS, day_start, epoch_ms
+from coinsum_pipeline.core.slots import BEIJING, SLOT_MS, day_start, epoch_ms
 from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnreachable, UnknownInstrument
 
 UNKNOWN = MissingReason.UNKNOWN_INSTRUMENT
@@ -111,3 +112,20 @@ def _optional(fetch: Callable[[], T], what: str) -> T | None:
     except OKXError as exc:
         log.warning("could not fetch %s from OKX (%s); going on without it", what, exc)
         return None
+
+
+def daily_opens(
+    client: OKXClient, coins: Sequence[str], days: Sequence[date]
+) -> dict[date, dict[str, float]]:
+    """OKX's own 1D opens for ``days`` by day and coin, which the base check compares with the
+    stored bases; a coin OKX won't give is left out (its bases stay unverified)."""
+    first, last = epoch_ms(day_start(days[0])), epoch_ms(day_start(days[-1]))
+    opens: dict[date, dict[str, float]] = defaultdict(dict)
+    for coin in coins:
+        try:
+            candles = client.candles(swap_inst_id(coin), "1D", first, last)
+        except OKXError:
+            continue
+        for candle in candles:
+            opens[datetime.fromtimestamp(candle.ts / 1000, BEIJING).date()][coin] = candle.open
+    return opens

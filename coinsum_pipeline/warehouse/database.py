@@ -153,26 +153,6 @@ def writer_lock(database: str, log: logging.Logger | None = None) -> Iterator[No
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def range_summary(conn: duckdb.DuckDBPyConnection, first: datetime, last: datetime) -> dict:
-    """Counts of what is stored for slots ``first``..``last``, as a backfill reports them."""
-    bounds = [first.replace(tzinfo=None), last.replace(tzinfo=None)]
-    between = "WHERE slot_start BETWEEN ? AND ?"
-    (values,) = conn.execute(f"SELECT count(*) FROM coin_prices {between}", bounds).fetchone()
-    (sums,) = conn.execute(f"SELECT count(*) FROM coin_sum {between}", bounds).fetchone()
-    reasons = dict(
-        conn.execute(
-            f"SELECT reason, count(*) FROM missing_values {between} GROUP BY reason ORDER BY 1",
-            bounds,
-        ).fetchall()
-    )
-    return {
-        "values": values,
-        "sums": sums,
-        "missing": sum(reasons.values()),
-        "missing_by_reason": reasons,
-    }
-
-
 def snapshot_path(database: str | Path) -> Path:
     """The readers' copy of ``database``: ``coinsum.duckdb`` -> ``coinsum.read.duckdb``."""
     path = Path(database)

@@ -228,7 +228,7 @@ def write_export(data: ExportData, folder: Path, palette: Palette) -> Export:
     return Export(folder, files, rows, previews)
 
 
-def export_days(
+def write_range_files(
     conn: duckdb.DuckDBPyConnection,
     first: date,
     last: date,

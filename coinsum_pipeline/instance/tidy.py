@@ -1,5 +1,6 @@
-"""Housekeeping: keep the Dagster instance from growing for ever, without losing what the UI
-shows.
+"""The hourly tidy: keep the Dagster instance from growing for ever, without losing what the UI
+shows. The work (``tidy_at``), and the op ``tidy_instance``, job ``tidy`` and schedule
+``tidy_hourly`` that run it.
 
 Live operation adds runs every half hour: the slot's run, its day's export run (a day is
 exported again after each of its slots), freshness and alert runs. Their events stay in the
@@ -10,7 +11,7 @@ ago, and the finished runs whose every materialization and check result was supe
 later run's: the live runs of the slots a re-collection took again (the day so far every three
 hours, the whole day at 00:03 the next night) and the previous re-collection, the day exports
 of a day but the last, a slot collected again by gap repair, a freshness run once a later one
-has judged, an alert or housekeeping run (which record nothing). Then it gives the space back
+has judged, an alert or tidy run (which record nothing). Then it gives the space back
 (``reclaim_deleted_space``).
 
 A partition's latest materialization or check result, and the run it is in, is never deleted,
@@ -23,7 +24,7 @@ next re-collection), and the other runs about an hour: beyond the stored days, t
 holds the live runs of at most the last four hours, and the day's last re-collection or two.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: Dagster checks the op's context annotation as a type.
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,12 +35,18 @@ from dagster import (
     DagsterEventType,
     DagsterInstance,
     DagsterRunStatus,
+    DefaultScheduleStatus,
     EventLogRecord,
+    OpExecutionContext,
     RunsFilter,
+    ScheduleDefinition,
+    job,
+    op,
 )
 
+from coinsum_pipeline import clock
 from coinsum_pipeline.core.slots import BEIJING
-from coinsum_pipeline.defs.dagster_compat import (
+from coinsum_pipeline.instance.storage import (
     InstigatorState,
     InstigatorTick,
     TickStatus,
@@ -60,7 +67,7 @@ class Tidied:
     ticks_deleted: int
 
 
-def tidy(instance: DagsterInstance, now: datetime, keep: timedelta = KEEP) -> Tidied:
+def tidy_at(instance: DagsterInstance, now: datetime, keep: timedelta = KEEP) -> Tidied:
     """Delete the superseded runs, the skipped ticks, the ticks' captured logs and the automation
     evaluations from more than ``keep`` before ``now``, and give their space back; in the first
     pass of a Beijing day (hourly at :05, that is 00:05), the nightly part of it too."""
@@ -155,3 +162,34 @@ def _superseded(instance: DagsterInstance, run_id: str) -> bool:
 
 def _events(instance: DagsterInstance, run_id: str, kind: DagsterEventType) -> list[EventLogRecord]:
     return list(instance.get_records_for_run(run_id, of_type=kind, limit=10_000).records)
+
+
+@op(
+    description=(
+        "Delete finished runs whose materializations and check results are superseded, skipped "
+        "ticks, ticks' logs and automation evaluations, all older than an hour."
+    ),
+)
+def tidy_instance(context: OpExecutionContext) -> None:
+    tidied = tidy_at(context.instance, clock.now())
+    context.log.info(
+        f"deleted {tidied.runs_deleted} of {tidied.runs_looked_at} finished runs, "
+        f"{tidied.ticks_deleted} skipped ticks"
+    )
+
+
+@job(description="Prune superseded runs and old ticks, so the instance stays small.")
+def tidy() -> None:
+    tidy_instance()
+
+
+# Hourly, between the live slots and after the re-collections: a day's superseded export and
+# freshness runs go within the hour, its live runs within an hour of the next re-collection.
+tidy_hourly = ScheduleDefinition(
+    name="tidy_hourly",
+    job=tidy,
+    cron_schedule="5 * * * *",
+    execution_timezone="Asia/Shanghai",
+    default_status=DefaultScheduleStatus.RUNNING,
+    description="The tidy at :05 past each hour: see coinsum_pipeline/instance/tidy.py.",
+)

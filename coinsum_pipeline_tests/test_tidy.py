@@ -1,4 +1,4 @@
-"""Housekeeping deletes superseded runs and never a partition's latest materialization."""
+"""The hourly tidy deletes superseded runs and never a partition's latest materialization."""
 
 from __future__ import annotations
 
@@ -22,16 +22,17 @@ from sqlalchemy import text
 
 from coinsum_pipeline.backfill import export_range, run_slots
 from coinsum_pipeline.core.slots import BEIJING
-from coinsum_pipeline.defs.dagster_compat import (
+from coinsum_pipeline.defs.constants import RECOLLECT_TAG
+from coinsum_pipeline.defs.partitions import FIRST_DAY
+from coinsum_pipeline.defs.schedules import recollect_today, recollect_yesterday
+from coinsum_pipeline.instance.daemon import daemon_in_process
+from coinsum_pipeline.instance.storage import (
     REINDEXED_EACH_PASS,
     REINDEXED_NIGHTLY,
     VACUUMED_TABLES,
     TickStatus,
-    daemon_in_process,
 )
-from coinsum_pipeline.defs.partitions import FIRST_DAY
-from coinsum_pipeline.defs.schedules import RECOLLECT_TAG, recollect_today, recollect_yesterday
-from coinsum_pipeline.housekeeping import KEEP, stored_ticks, tidy
+from coinsum_pipeline.instance.tidy import KEEP, stored_ticks, tidy_at
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 DAY = date(2026, 1, 5)
@@ -107,13 +108,13 @@ def test_superseded_runs_go_and_every_partition_stays_materialized(
     postgres = storage == "pg_pipeline"
     reindexed = (REINDEXED_EACH_PASS, REINDEXED_NIGHTLY) if postgres else ()
     indexes = {tables: index_files(instance, tables) for tables in reindexed}
-    assert tidy(instance, daytime).runs_deleted == 0, f"nothing is deleted within {KEEP}"
+    assert tidy_at(instance, daytime).runs_deleted == 0, f"nothing is deleted within {KEEP}"
     if postgres:  # the indexes of some tables rebuilt each pass, of others nightly
         assert not index_files(instance, REINDEXED_EACH_PASS) & indexes[REINDEXED_EACH_PASS]
         assert index_files(instance, REINDEXED_NIGHTLY) == indexes[REINDEXED_NIGHTLY]
     # The first pass of a Beijing day, over an hour later: the nightly one.
     nightly = beijing(f"{(now + KEEP).astimezone(BEIJING).date() + timedelta(days=1)} 00:05")
-    tidied = tidy(instance, nightly)
+    tidied = tidy_at(instance, nightly)
 
     gone = runs_before - {run.run_id for run in instance.get_runs()}
     assert gone == {first.run_id, early_export}, "just the superseded ones"
@@ -144,7 +145,7 @@ def test_a_run_holding_a_checks_latest_result_stays(pipeline: Pipeline) -> None:
     slot = run_slots([beijing("2026-01-05 00:00")], pipeline.instance)
     judged = [freshness.execute_in_process(instance=pipeline.instance) for _ in range(2)]
     later = datetime.now(UTC) + KEEP + timedelta(minutes=1)
-    assert tidy(pipeline.instance, later).runs_deleted == 1
+    assert tidy_at(pipeline.instance, later).runs_deleted == 1
     kept = {slot.run_id, judged[1].run_id}
     assert {run.run_id for run in pipeline.instance.get_runs()} == kept, "the first judge went"
     assert check_runs(pipeline.instance) == kept
@@ -177,8 +178,8 @@ def test_skipped_ticks_tick_logs_and_automation_evaluations_go_after_an_hour(
     storage = instance.schedule_storage
     assert storage.get_auto_materialize_asset_evaluations(AssetKey("day_exports"), limit=100)
 
-    assert tidy(instance, datetime.now(UTC)).ticks_deleted == 0, f"nothing within {KEEP}"
-    tidied = tidy(instance, datetime.now(UTC) + KEEP + timedelta(minutes=1))
+    assert tidy_at(instance, datetime.now(UTC)).ticks_deleted == 0, f"nothing within {KEEP}"
+    tidied = tidy_at(instance, datetime.now(UTC) + KEEP + timedelta(minutes=1))
 
     left = all_ticks(instance)
     assert tidied.ticks_deleted == sum(t.status == TickStatus.SKIPPED for t in ticks) > 0

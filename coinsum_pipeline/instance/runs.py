@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
-from coinsum_pipeline.defs.dagster_compat import free_pool_slots
+from coinsum_pipeline.instance.storage import free_pool_slots
 
 LAUNCHED_BY_TAG = "coinsum/launched_by"
 PID_TAG = "coinsum/pid"
