@@ -29,6 +29,8 @@ from coinsum_pipeline.defs.sensors import alert_on_new_slots
 from coinsum_pipeline.webhook import WebhookError, payload
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
+pytestmark = pytest.mark.slow
+
 
 class Receiver:
     """A webhook endpoint on 127.0.0.1 that keeps what it is sent and can be told to fail."""

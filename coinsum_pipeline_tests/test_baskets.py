@@ -39,6 +39,7 @@ def first_day(pipeline: Pipeline) -> dict[str, list[tuple]]:
     }
 
 
+@pytest.mark.slow
 def test_another_basket_is_refused_then_recorded_and_no_stored_day_changes(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -91,6 +92,7 @@ def test_another_basket_is_refused_then_recorded_and_no_stored_day_changes(
     assert "2026-01-06      2" in shown and "BTC,ETH" in shown
 
 
+@pytest.mark.slow
 def test_a_run_with_another_basket_fails_without_retries(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -142,6 +144,7 @@ def test_a_basket_change_names_what_was_typed_and_records_nothing_doubtful(
     assert not pipeline.db.exists(), "nothing recorded"
 
 
+@pytest.mark.slow
 def test_a_coin_okx_does_not_list_is_recorded_only_when_asked_and_then_reported(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -27,7 +27,7 @@ from coinsum_pipeline_tests.browser import free_port
 from coinsum_pipeline_tests.helpers import Pipeline, beijing, market_at, serving_board
 
 # One worker builds the market once for every test here (scripts/test: --dist loadgroup).
-pytestmark = pytest.mark.xdist_group("board")
+pytestmark = [pytest.mark.xdist_group("board"), pytest.mark.slow]
 DAY, TODAY = "2026-01-05", "2026-01-06"
 NOW = beijing(f"{TODAY} 15:10")
 SUM_COLUMNS = (
@@ -242,6 +242,7 @@ def test_the_board_follows_each_new_snapshot_and_never_fails_during_a_replace(
     assert set(answers) == {200}
 
 
+@pytest.mark.services
 def test_serve_board_listens_stops_on_sigterm_and_names_a_taken_port(market: Pipeline) -> None:
     port = free_port()
     coinsum = Path(sys.executable).parent / "coinsum"
@@ -275,6 +276,7 @@ def test_serve_board_listens_stops_on_sigterm_and_names_a_taken_port(market: Pip
         board.wait()
 
 
+@pytest.mark.services
 def test_a_board_started_beside_dagster_ends_with_its_parent(market: Pipeline) -> None:
     """What `coinsum dev` and the demo start: the parent ends however it ends (here SIGKILL,
     which it cannot pass on), and the board follows within seconds."""

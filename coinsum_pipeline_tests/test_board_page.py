@@ -23,7 +23,7 @@ from coinsum_pipeline.core.slots import day_start, epoch_ms, slots_in
 from coinsum_pipeline_tests.browser import ARTIFACTS, browser_page, needs_chromium
 from coinsum_pipeline_tests.helpers import Pipeline, beijing, market_at, serving_board
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.browser]
 FIRST, TODAY, OTHER = "2026-01-03", "2026-01-16", "2026-01-10"
 NOW = beijing(f"{TODAY} 15:10")
 CLICKED = f"{TODAY} 10:30"  # ETH has no candle there

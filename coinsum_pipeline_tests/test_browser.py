@@ -26,7 +26,7 @@ from coinsum_pipeline_tests.helpers import Pipeline, beijing
 DAYS = ("2026-01-05", "2026-01-06")
 # The natural size of the image a page shows.
 SIZE = "({width: document.images[0].naturalWidth, height: document.images[0].naturalHeight})"
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.browser, pytest.mark.services]
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from coinsum_pipeline.defs.checks import EVERY_SLOT_UP_TO
 from coinsum_pipeline.defs.dagster_compat import partition_tags
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
+pytestmark = pytest.mark.slow
+
 SLOTS = AssetKey("basket_slots")
 (PARTITION_TAG,) = partition_tags("x", "x")  # Dagster's tag naming a one-partition run
 PER_SLOT = {"slot_completeness", "base_matches_okx", "no_extreme_moves"}

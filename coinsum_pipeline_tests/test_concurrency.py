@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from coinsum_pipeline_tests.helpers import Pipeline
+
+pytestmark = pytest.mark.slow
 
 
 def test_concurrent_backfills_queue_on_the_database(pipeline: Pipeline) -> None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterEventType
 
 from coinsum_pipeline.backfill import run_slots
@@ -19,6 +20,7 @@ from coinsum_pipeline.instance import storage
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 
+@pytest.mark.slow
 def test_partition_range_tags_make_a_run_of_exactly_that_range(pipeline: Pipeline) -> None:
     slots = list(slots_in(beijing("2026-01-05 10:00"), beijing("2026-01-05 12:00")))
     outcome = run_slots(slots, pipeline.instance)  # launched with partition_tags(first, last)
@@ -30,6 +32,7 @@ def test_partition_range_tags_make_a_run_of_exactly_that_range(pipeline: Pipelin
     )
 
 
+@pytest.mark.slow
 def test_the_planned_events_switch_is_still_read_and_only_where_it_is_set(
     pipeline: Pipeline,
 ) -> None:
@@ -101,6 +104,7 @@ def test_what_a_deleted_run_leaves_can_be_removed(pipeline: Pipeline) -> None:
     assert storage.latest_check_run(instance, completeness, key) is None
 
 
+@pytest.mark.slow
 def test_a_partitions_latest_materialization_is_found_for_a_check_result(
     pipeline: Pipeline,
 ) -> None:

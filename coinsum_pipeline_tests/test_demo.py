@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from coinsum_pipeline_tests.browser import (
     ARTIFACTS,
@@ -42,7 +43,7 @@ LIVE_RUNS = """
   }
 }"""
 
-pytestmark = needs_chromium
+pytestmark = [needs_chromium, pytest.mark.browser, pytest.mark.services]
 
 
 def shift_to_before_a_tick(lead: float) -> tuple[float, float]:

@@ -69,6 +69,7 @@ def one_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
             yield day
 
 
+@pytest.mark.slow
 def test_day_exports_match_the_database_with_specs_headers(one_day: Pipeline) -> None:
     folder = one_day.exports / DAY
     for kind, columns in HEADERS.items():
@@ -143,6 +144,7 @@ def test_day_export_metadata_shows_counts_previews_and_sums(one_day: Pipeline) -
     assert f"| 00:30 | {first_sum:.2f} |" in preview, "2 decimals in previews"
 
 
+@pytest.mark.slow
 def test_a_range_run_gives_each_day_its_own_pictures(pipeline: Pipeline) -> None:
     for day in ("2026-01-05", "2026-01-06"):
         run_slots([beijing(f"{day} 00:00"), beijing(f"{day} 00:30")], pipeline.instance)
@@ -227,6 +229,7 @@ def test_backfill_prints_a_progress_bar(one_day: Pipeline) -> None:
     assert "[########################] 48/48 slots (100%)" in one_day.printed
 
 
+@pytest.mark.slow
 def test_sensor_requests_exports_for_exactly_the_days_whose_slots_changed(
     pipeline: Pipeline,
 ) -> None:
@@ -360,6 +363,7 @@ def assert_every_stored_day_exported(pipeline: Pipeline) -> None:
         assert len(read_csv(pipeline.exports / day / f"sum_{day}.csv")) == slots, day
 
 
+@pytest.mark.slow
 def test_a_new_instance_exports_every_stored_day_up_to_today_so_far(
     pipeline: Pipeline, daemon: DaemonTurns, clock_at: Callable[[str], datetime]
 ) -> None:
@@ -377,6 +381,7 @@ def test_a_new_instance_exports_every_stored_day_up_to_today_so_far(
     assert_every_stored_day_exported(pipeline)
 
 
+@pytest.mark.slow
 def test_a_failed_export_is_asked_for_again_until_the_day_is_exported(
     pipeline: Pipeline, daemon: DaemonTurns, clock_at: Callable[[str], datetime]
 ) -> None:

@@ -30,6 +30,8 @@ from coinsum_pipeline.defs.dagster_compat import partition_tags
 from coinsum_pipeline.okx.fake import HISTORY_CANDLES
 from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact, beijing, table_snapshot
 
+pytestmark = pytest.mark.slow
+
 FIRST, LAST = date(2026, 1, 5), date(2026, 1, 10)
 STEP_FAILURE, RUN_FAILURE = DagsterEventType.STEP_FAILURE, DagsterEventType.RUN_FAILURE
 

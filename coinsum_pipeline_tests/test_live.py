@@ -15,6 +15,8 @@ from coinsum_pipeline.okx import fetch
 from coinsum_pipeline.okx.client import OKXClient
 from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact, beijing
 
+pytestmark = pytest.mark.slow
+
 LATE = "TAO-USDT-SWAP"
 
 

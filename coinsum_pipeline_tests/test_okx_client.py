@@ -121,6 +121,7 @@ def test_rate_limit_is_never_tripped_at_okx_limits(fake_okx: FakeOKX) -> None:
     assert fake_okx.rate_limited == 0
 
 
+@pytest.mark.slow
 def test_a_storm_of_429s_is_survived(fake_okx: FakeOKX) -> None:
     """A server stricter than OKX's published limit: 429s come, retries absorb them."""
     fake_okx.rate_limits[HISTORY_CANDLES] = (3, 1.0)

@@ -34,6 +34,7 @@ RANGE_START, _ = partition_tags("first", "last")
 NOW = beijing("2026-11-25 10:00")  # any moment after the ranges these tests fetch
 
 
+@pytest.mark.slow
 def test_first_users_range_fills_every_slot_exactly(pipeline: Pipeline) -> None:
     outcomes = list(backfill(date(2026, 1, 3), date(2026, 1, 16), NOW, pipeline.instance))
     assert [(o.first_key, o.last_key, o.success) for o in outcomes] == [
@@ -79,6 +80,7 @@ def test_first_users_range_fills_every_slot_exactly(pipeline: Pipeline) -> None:
     assert (whole / "curve_2026-01-03_2026-01-16.png").read_bytes().startswith(PNG)
 
 
+@pytest.mark.slow
 def test_rerunning_replaces_exactly_and_changes_nothing(pipeline: Pipeline) -> None:
     list(backfill(date(2026, 1, 5), date(2026, 1, 6), NOW, pipeline.instance))
     before = table_snapshot(pipeline)
@@ -90,6 +92,7 @@ def test_rerunning_replaces_exactly_and_changes_nothing(pipeline: Pipeline) -> N
     assert len(before["prices"]) == 2 * 48 * 27 and len(before["sums"]) == 96
 
 
+@pytest.mark.slow
 def test_mid_day_range_gets_its_days_base_without_other_partitions(pipeline: Pipeline) -> None:
     slots = list(slots_in(beijing("2026-01-05 13:00"), beijing("2026-01-06 02:00")))
     assert run_slots(slots, pipeline.instance, step_retries=False).success
@@ -100,6 +103,7 @@ def test_mid_day_range_gets_its_days_base_without_other_partitions(pipeline: Pip
     assert len(bases) == 2 * 27, "one base per coin per day, whichever slot it was read for"
 
 
+@pytest.mark.slow
 def test_midnight_slot_alone_is_zero_percent(pipeline: Pipeline) -> None:
     assert run_slots([beijing("2026-01-05 00:00")], pipeline.instance).success
     rows = pipeline.query("SELECT count(*), max(abs(pct_change)) FROM coin_prices")
@@ -107,6 +111,7 @@ def test_midnight_slot_alone_is_zero_percent(pipeline: Pipeline) -> None:
     assert pipeline.query("SELECT sum_pct, coins_reported FROM coin_sum") == [(0.0, 27)]
 
 
+@pytest.mark.slow
 def test_live_slot_just_after_midnight_uses_the_open_candle(pipeline: Pipeline) -> None:
     from dagster import build_schedule_context
 
@@ -143,6 +148,7 @@ def test_real_okx_candles_replayed_through_the_pipeline(
     assert pipeline.query("SELECT count(*) FROM missing_values") == [(0,)]
 
 
+@pytest.mark.slow
 def test_gaps_are_stored_with_reasons_and_the_cli_reports_failure(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -229,6 +235,7 @@ def test_unwritable_database_path_is_refused_before_any_run(
     assert pipeline.okx.request_count() == 0
 
 
+@pytest.mark.slow
 def test_sql_command_reads_the_snapshot(
     pipeline: Pipeline, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -245,6 +252,7 @@ def test_sql_command_reads_the_snapshot(
     assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN
 
 
+@pytest.mark.slow
 def test_sql_into_a_pipe_closed_early_ends_quietly(pipeline: Pipeline) -> None:
     assert run_slots([beijing("2026-01-05 00:30")], pipeline.instance).success
     coinsum = Path(sys.executable).parent / "coinsum"
@@ -262,6 +270,7 @@ def test_day_boundaries_are_beijing_midnight() -> None:
     assert epoch_ms(day_start(date(2026, 1, 5)) + 47 * SLOT) == 1767542400000 + 47 * 1_800_000
 
 
+@pytest.mark.slow
 def test_a_future_to_stops_at_today_and_says_so(
     pipeline: Pipeline, clock_at, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -279,6 +288,7 @@ def test_a_future_to_stops_at_today_and_says_so(
         assert "--from 2026-01-07 is in the future: today in Beijing is" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_status_expects_todays_slots_so_far_and_keeps_to_the_range(
     pipeline: Pipeline, clock_at, capsys: pytest.CaptureFixture[str]
 ) -> None:

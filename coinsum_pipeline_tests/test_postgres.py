@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime
 
+import pytest
 from dagster import AssetKey, build_schedule_context, build_sensor_context
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
@@ -16,6 +17,8 @@ from coinsum_pipeline.definitions import defs
 from coinsum_pipeline.defs.resources import build_resources
 from coinsum_pipeline.defs.sensors import gap_repair
 from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact, beijing
+
+pytestmark = pytest.mark.postgres
 
 SLOTS = AssetKey("basket_slots")
 

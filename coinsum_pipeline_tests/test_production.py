@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from dagster import DagsterRunStatus, RunsFilter
 
 from coinsum_pipeline_tests.browser import (
@@ -22,6 +23,8 @@ from coinsum_pipeline_tests.browser import (
     wait_for_ui,
 )
 from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact
+
+pytestmark = [pytest.mark.services, pytest.mark.postgres]
 
 DAY = "2026-01-05"
 COINSUM = Path(sys.executable).parent / "coinsum"

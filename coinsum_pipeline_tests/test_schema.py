@@ -43,6 +43,7 @@ def rows(path: Path) -> dict[str, list[tuple]]:
         return {name: conn.execute(query).fetchall() for name, query in TABLES.items()}
 
 
+@pytest.mark.slow
 def test_a_version_1_file_is_migrated_with_every_value_kept(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -24,6 +24,8 @@ from coinsum_pipeline.defs.sensors import REPAIR_TAG, TRIES_PER_SLOT, TRY_TAG, g
 from coinsum_pipeline.okx.fake import CANDLES
 from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact
 
+pytestmark = pytest.mark.slow
+
 CLOCKS = ["2026-01-10 00:05", "2026-01-10 03:18", "2026-01-09 23:55"]
 
 

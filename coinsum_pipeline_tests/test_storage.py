@@ -139,6 +139,7 @@ def write_day(db: CoinsumDatabase, log: logging.Logger) -> None:
         replace_slots(conn, slots[0], slots[-1], tables)
 
 
+@pytest.mark.slow
 def test_a_reader_on_the_snapshot_never_blocks_a_run(pipeline: Pipeline) -> None:
     assert run_slots([beijing("2026-01-05 10:00")], pipeline.instance).success
     snapshot = snapshot_path(pipeline.db)
@@ -188,6 +189,7 @@ def test_writer_proceeds_once_the_outside_holder_lets_go(
         assert counts(conn) == (48, 48, 48)
 
 
+@pytest.mark.slow
 def test_a_run_on_a_held_file_fails_once_naming_the_holder_without_retries(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -209,6 +211,7 @@ def test_a_run_on_a_held_file_fails_once_naming_the_holder_without_retries(
     assert pipeline.query("SELECT count(*) FROM coin_sum") == [(1,)]
 
 
+@pytest.mark.slow
 def test_backfill_on_a_held_file_exits_at_once_then_fills_the_day_once_it_is_closed(
     pipeline: Pipeline,
 ) -> None:

@@ -35,6 +35,8 @@ from coinsum_pipeline.instance.storage import (
 from coinsum_pipeline.instance.tidy import KEEP, stored_ticks, tidy_at
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
+pytestmark = pytest.mark.slow
+
 DAY = date(2026, 1, 5)
 SLOTS = AssetKey("basket_slots")
 CHECKS = ("slot_completeness", "base_matches_okx", "no_extreme_moves", "freshness_check")
@@ -84,7 +86,9 @@ def check_runs(instance: DagsterInstance) -> set[str]:
     }
 
 
-@pytest.mark.parametrize("storage", ["pipeline", "pg_pipeline"])
+@pytest.mark.parametrize(
+    "storage", ["pipeline", pytest.param("pg_pipeline", marks=pytest.mark.postgres)]
+)
 def test_superseded_runs_go_and_every_partition_stays_materialized(
     storage: str, request: pytest.FixtureRequest
 ) -> None:
