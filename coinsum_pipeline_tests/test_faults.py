@@ -26,7 +26,9 @@ from coinsum_pipeline.backfill import run_slots
 from coinsum_pipeline.cli import main
 from coinsum_pipeline.core.basket import DEFAULT_COINS
 from coinsum_pipeline.core.slots import SLOT_MS, day_start, epoch_ms, slot_key, slots_in
+from coinsum_pipeline.definitions import build_defs
 from coinsum_pipeline.defs.dagster_compat import partition_tags
+from coinsum_pipeline.instance.runs import close_orphaned_daemon_runs
 from coinsum_pipeline.okx.fake import HISTORY_CANDLES
 from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact, beijing, table_snapshot
 
@@ -175,3 +177,22 @@ def test_an_okx_it_cannot_reach_fails_the_run_at_once_with_the_cause_as_its_mess
     (run_failure,) = [e for e in events if e is not None and e.event_type == RUN_FAILURE]
     assert expected in run_failure.job_failure_data.error.message
     assert pipeline.okx.request_count() == 0
+
+
+def test_runs_a_killed_daemon_left_starting_or_started_are_closed_before_it_starts(
+    pipeline: Pipeline,
+) -> None:
+    """What the daemon's service does before the daemon starts: a run the last daemon was
+    launching (starting) or running (started) when it was killed has no worker any more."""
+    instance = pipeline.instance
+    job = build_defs().resolve_job_def("tidy")
+    statuses = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.NOT_STARTED]
+    runs = [instance.create_run_for_job(job, status=status) for status in statuses]
+    closed = close_orphaned_daemon_runs(instance)
+    assert sorted(closed) == sorted(run.run_id for run in runs[:2])
+    after = [instance.get_run_by_id(run.run_id).status for run in runs]
+    assert after == [
+        DagsterRunStatus.FAILURE,
+        DagsterRunStatus.FAILURE,
+        DagsterRunStatus.NOT_STARTED,
+    ]

@@ -44,10 +44,13 @@ def close_dead_backfill_runs(instance: DagsterInstance) -> list[str]:
 
 
 def close_orphaned_daemon_runs(instance: DagsterInstance) -> list[str]:
-    """Close the started runs whose worker process is gone: for the daemon's service to run
-    before the daemon starts (no daemon is running then, so no run of its can be starting)."""
+    """Close the starting and started runs whose worker process is gone: for the daemon's
+    service to run before the daemon starts. No daemon is running then, so a run still starting
+    was being launched when the last one died (a sensor's run launched a moment before a kill):
+    its worker is gone too."""
     closed = []
-    for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED])):
+    leftover = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
+    for record in instance.get_run_records(RunsFilter(statuses=leftover)):
         run = record.dagster_run
         if run.tags.get(LAUNCHED_BY_TAG) == BACKFILL:
             continue  # those run in their own process: close_dead_backfill_runs
