@@ -14,10 +14,13 @@ if [ "$1" = "-VV" ]; then echo "Python 3.11.7 (stand-in)"; fi
 """
 
 
-def test_install_runs_pip_only_when_the_project_changed_and_quietly(tmp_path: Path) -> None:
+def test_install_installs_the_lock_only_when_it_or_the_project_changed_and_quietly(
+    tmp_path: Path,
+) -> None:
     (tmp_path / "scripts").mkdir()
     shutil.copy(ROOT / "scripts" / "install", tmp_path / "scripts" / "install")
-    shutil.copy(ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for name in ("pyproject.toml", "requirements.lock"):
+        shutil.copy(ROOT / name, tmp_path / name)
     python = tmp_path / ".venv" / "bin" / "python"
     python.parent.mkdir(parents=True)
     python.write_text(RECORDING_PYTHON)
@@ -34,10 +37,12 @@ def test_install_runs_pip_only_when_the_project_changed_and_quietly(tmp_path: Pa
 
     first = install()
     assert first == [
-        "-m pip install -qq --disable-pip-version-check --upgrade pip",
-        "-m pip install -qq --disable-pip-version-check -e .[dev]",
-    ]
+        "-m pip install -qq --disable-pip-version-check --no-deps --require-hashes "
+        "-r requirements.lock",
+        "-m pip install -qq --disable-pip-version-check --no-deps -e .",
+    ], "exactly what the lock says, then coinsum itself"
     assert install() == [], "nothing changed: no pip"
-    with (tmp_path / "pyproject.toml").open("a") as project:
-        project.write("\n# a changed requirement\n")
-    assert install() == first
+    for changed in ("pyproject.toml", "requirements.lock"):
+        with (tmp_path / changed).open("a") as project:
+            project.write("\n# a change\n")
+        assert install() == first, f"{changed} changed: pip again"
