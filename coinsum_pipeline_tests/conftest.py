@@ -7,10 +7,12 @@ fake server, so no test can reach the real OKX even by mistake.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import time_machine
@@ -85,9 +87,24 @@ def postgres_url() -> Iterator[str]:
     try:
         yield f"postgresql+psycopg2:///{name}?host={socket}"
     finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop(admin, name)
         admin.close()
+
+
+def _drop(admin: Any, name: str) -> None:  # a psycopg2 connection
+    """Drop the test's database. FORCE ends the test's own connections, but not an autovacuum
+    worker busy on it (the server's, not ours to end): that one finishes within moments."""
+    import psycopg2
+
+    for attempt in range(40):
+        try:
+            with admin.cursor() as cursor:
+                cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except psycopg2.errors.InsufficientPrivilege:
+            if attempt == 39:
+                raise
+            time.sleep(0.25)
 
 
 def _pipeline(
