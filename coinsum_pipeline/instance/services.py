@@ -16,6 +16,7 @@ something a user of coinsum can act on.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -52,7 +53,12 @@ def serve_command(service: str, host: str, port: int) -> list[str]:
 
 
 def exec_in_home(command: list[str], home: Path) -> NoReturn:
-    """Replace this process with ``command``, run from ``home`` (see above)."""
+    """Replace this process with ``command``, run from ``home`` (see above).
+
+    SIGINT back to its default first: a process started in the background by a script or a
+    supervisor inherits it ignored, and ``dagster dev`` makes SIGTERM do whatever SIGINT does,
+    so it would then ignore SIGTERM too and only SIGKILL could stop it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     os.chdir(home)
     os.execve(command[0], command, service_environment(dict(os.environ)))
 
