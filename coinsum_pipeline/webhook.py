@@ -18,6 +18,11 @@ class WebhookError(RuntimeError):
     """A delivery that failed; the message says what the endpoint answered."""
 
 
+def unknown_format(fmt: str) -> str:
+    """What to tell a user whose ``COINSUM_ALERT_FORMAT`` is not one of ``FORMATS``."""
+    return f"COINSUM_ALERT_FORMAT is {fmt!r}: use one of {', '.join(FORMATS)}."
+
+
 def payload(alert: Alert, fmt: str) -> dict:
     """The body of ``alert`` in format ``fmt`` (one of ``FORMATS``)."""
     if fmt == "slack":
@@ -34,7 +39,7 @@ def payload(alert: Alert, fmt: str) -> dict:
             "key": alert.key,
             **alert.facts,
         }
-    raise WebhookError(f"COINSUM_ALERT_FORMAT is {fmt!r}: use one of {', '.join(FORMATS)}.")
+    raise WebhookError(unknown_format(fmt))
 
 
 def deliver(alert: Alert, url: str, fmt: str, timeout: float) -> str:

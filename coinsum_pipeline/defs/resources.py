@@ -22,7 +22,7 @@ from coinsum_pipeline.okx.client import OKXClient
 from coinsum_pipeline.settings import configured, value
 from coinsum_pipeline.warehouse.charts import Palette, palette_named
 from coinsum_pipeline.warehouse.database import CONNECTION_CONFIG, CoinsumDatabase
-from coinsum_pipeline.webhook import FORMATS, deliver
+from coinsum_pipeline.webhook import FORMATS, deliver, unknown_format
 
 
 class OKXResource(ConfigurableResource):
@@ -139,9 +139,7 @@ def check_settings() -> None:
     palette_named(value("COINSUM_COLORS"))
     alert_format = value("COINSUM_ALERT_FORMAT")
     if alert_format.strip().lower() not in FORMATS:
-        raise AlertSettingError(
-            f"COINSUM_ALERT_FORMAT is {alert_format!r}: use one of {', '.join(FORMATS)}."
-        )
+        raise AlertSettingError(unknown_format(alert_format))
     alert_levels(value("COINSUM_ALERT_LEVELS"))
 
 
