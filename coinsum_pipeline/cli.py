@@ -6,6 +6,7 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from datetime import date, datetime
@@ -34,10 +35,12 @@ from coinsum_pipeline.defs.resources import AlertSettingError, resolved
 from coinsum_pipeline.demo import DEMO_DAYS, DEMO_FOLDER, run_demo
 from coinsum_pipeline.instance.home import dagster_home
 from coinsum_pipeline.instance.services import (
+    Supervisor,
+    board_command,
+    code_workspace,
     dev_command,
-    exec_in_home,
     serve_command,
-    start_board_beside,
+    stopping_within,
 )
 from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnavailable, OKXUnreachable
 from coinsum_pipeline.settings import value
@@ -145,14 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
     ).set_defaults(run=lambda a: _dev(a.extra), passes_on=True)
     serve = commands.add_parser(
         "serve",
-        help="run one production service: the Dagster webserver (UI), the daemon, or the board",
-        description="Run the Dagster webserver or the daemon on this project's instance "
-        "(DAGSTER_HOME), or the traders' board over the readers' snapshot, as a long-running "
-        "service, as the systemd units in deploy/ do; SIGTERM stops it. Before the daemon "
-        "starts, runs that a stopped or killed daemon left 'started' are marked failed and "
-        "their okx pool slots freed.",
+        help="run one production service: Dagster's code server, webserver (UI) or daemon, or "
+        "the board",
+        description="Run one of Dagster's services on this project's instance (DAGSTER_HOME): "
+        "the code server that loads coinsum's definitions and runs the runs, the webserver or "
+        "the daemon (both connect to the code server at COINSUM_CODE_SERVER); or the traders' "
+        "board over the readers' snapshot. A long-running service, as the systemd units in "
+        "deploy/ run it; SIGTERM stops it within 10 seconds, with what it started. The code "
+        "server marks failed the runs whose worker is gone (a killed service's, or its own when "
+        "stopped mid-run) and frees their okx pool slots; run retries collect them again.",
     )
-    serve.add_argument("service", choices=["webserver", "daemon", "board"])
+    serve.add_argument("service", choices=["code", "webserver", "daemon", "board"])
     serve.add_argument(
         "--host",
         default="127.0.0.1",
@@ -162,9 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, help="the port (default: 3000 for the webserver, 3001 for the board)"
     )
-    # `coinsum dev` and the demo start the board beside Dagster: it ends with them.
-    serve.add_argument("--with-parent", action="store_true", help=argparse.SUPPRESS)
-    serve.set_defaults(run=lambda a: _serve(a.service, a.host, a.port, a.with_parent))
+    serve.set_defaults(run=lambda a: _serve(a.service, a.host, a.port))
     demo = commands.add_parser(
         "demo",
         help="offline and live: a stand-in OKX, the last days backfilled, then the UI",
@@ -185,6 +189,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _backfill(first: date, last: date, step_retries: bool) -> int:
+    """The backfill, stopped by SIGTERM as by Ctrl-C (see ``stopping_within``): the slots
+    stored stay, the run under way is marked failed."""
+    with stopping_within("coinsum backfill", _close_this_backfills_runs) as stop:
+        code = _backfill_range(first, last, step_retries, stop)
+        if not stop.is_set():
+            return code
+    print(
+        "coinsum backfill: stopped. The slots stored so far stay; the same command collects "
+        "the rest.",
+        file=sys.stderr,
+    )
+    return 130
+
+
+def _close_this_backfills_runs() -> None:
+    from dagster import DagsterInstance
+
+    from coinsum_pipeline.instance.runs import close_dead_backfill_runs
+
+    with DagsterInstance.get() as instance:
+        close_dead_backfill_runs(instance, this_process=True)
+
+
+def _backfill_range(first: date, last: date, step_retries: bool, stop: threading.Event) -> int:
     from dagster import DagsterInstance
 
     from coinsum_pipeline.backfill import backfill, export_range, plan
@@ -212,6 +240,8 @@ def _backfill(first: date, last: date, step_retries: bool) -> int:
     done, failed, started = 0, [], time.monotonic()
     with DagsterInstance.get() as instance:
         for outcome in backfill(first, last, now, instance, step_retries):
+            if stop.is_set():  # the run was interrupted: Dagster reported it failed
+                return 130
             done += outcome.slots
             rate = done / max(time.monotonic() - started, 1e-9)
             eta = (total - done) / rate if rate else 0
@@ -409,34 +439,32 @@ def _alert_test() -> int:
 
 
 def _dev(extra: list[str]) -> int:
-    """``dagster dev`` on the project's instance (this process becomes it), the board beside it."""
+    """``dagster dev`` on the project's instance, the board beside it, until stopped."""
     home = dagster_home()
-    start_board_beside(os.environ)
-    exec_in_home(dev_command(extra), home)
+    supervisor = Supervisor("coinsum dev", runs_home=home)
+    supervisor.start(board_command(), os.environ)
+    return supervisor.run(supervisor.start(dev_command(extra), os.environ, cwd=home))
 
 
-def _serve(service: str, host: str, port: int | None, with_parent: bool) -> int:
-    """Run the board, or replace this process with the Dagster service; the daemon first
-    closes its predecessor's dead runs (see ``runs.py``)."""
+def _serve(service: str, host: str, port: int | None) -> int:
+    """Run the board, or one of Dagster's services until stopped; the code server, which runs
+    the runs, closes those its predecessor left started before it starts, and those it leaves
+    when stopped (see ``runs.py``)."""
     if service == "board":
         from coinsum_pipeline.board.server import BoardPortError, serve_board
 
         try:
-            serve_board(host, port or int(value("COINSUM_BOARD_PORT")), with_parent)
+            serve_board(host, port or int(value("COINSUM_BOARD_PORT")))
         except BoardPortError as exc:
             print(f"coinsum: {exc}", file=sys.stderr)
             return 2
         return 0
     home = dagster_home()
-    if service == "daemon":
-        from dagster import DagsterInstance
-
-        from coinsum_pipeline.instance.runs import close_orphaned_daemon_runs
-
-        with DagsterInstance.get() as instance:
-            for run_id in close_orphaned_daemon_runs(instance):
-                print(f"coinsum serve daemon: run {run_id} was left started; marked failed")
-    exec_in_home(serve_command(service, host, port or 3000), home)
+    code_workspace(home)
+    runs_home = home if service == "code" else None
+    supervisor = Supervisor(f"coinsum serve {service}", runs_home=runs_home)
+    command = serve_command(service, home, host, port or 3000)
+    return supervisor.run(supervisor.start(command, os.environ, cwd=home))
 
 
 def _okx_swaps() -> set[str]:

@@ -10,8 +10,6 @@ data, and the partitions start on the demo's first day, so the first look is all
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
 import sys
 from datetime import date, timedelta
 from pathlib import Path
@@ -19,7 +17,7 @@ from pathlib import Path
 from coinsum_pipeline import clock
 from coinsum_pipeline.core.slots import DateError
 from coinsum_pipeline.instance.home import prepare_home
-from coinsum_pipeline.instance.services import dev_command, service_environment, start_board_beside
+from coinsum_pipeline.instance.services import Supervisor, board_command, dev_command
 from coinsum_pipeline.okx.fake import FakeOKX
 from coinsum_pipeline.settings import PROJECT_ROOT
 
@@ -42,8 +40,8 @@ def demo_environment(folder: Path, okx_url: str, first: date) -> dict[str, str]:
 
 
 def run_demo(days: int, folder: Path, okx_port: int, dev_args: list[str]) -> int:
-    """Backfill the demo's days, then run ``dagster dev`` until it is stopped (Ctrl-C or
-    SIGTERM, passed on to it); the stand-in OKX lives as long as this process."""
+    """Backfill the demo's days, then run ``dagster dev`` and the board until stopped (Ctrl-C,
+    SIGTERM: see ``Supervisor``); the stand-in OKX lives as long as this process."""
     if days < 1:
         raise DateError(f"--days {days}: the demo needs at least 1 day of history.")
     okx = FakeOKX()
@@ -51,29 +49,19 @@ def run_demo(days: int, folder: Path, okx_port: int, dev_args: list[str]) -> int
     today = clock.now().date()
     first = today - timedelta(days=days - 1)
     env = demo_environment(folder, url, first)
-    bin_dir = Path(sys.executable).parent
+    coinsum = str(Path(sys.executable).parent / "coinsum")
     print(f"coinsum demo: stand-in OKX on {url}, data in {folder}", flush=True)
     try:
-        backfill = subprocess.run(
-            [str(bin_dir / "coinsum"), "backfill", "--from", f"{first}", "--to", f"{today}"],
-            env=env,
-        )
-        if backfill.returncode:
+        home = Path(env["DAGSTER_HOME"])
+        supervisor = Supervisor("coinsum demo", runs_home=home)
+        backfill = [coinsum, "backfill", "--from", f"{first}", "--to", f"{today}"]
+        code = supervisor.run(supervisor.start(backfill, env))
+        if supervisor.stop_signal is not None:
+            return 0
+        if code:
             print("coinsum demo: the backfill failed (see above); not starting the UI.")
-            return backfill.returncode
-        home = env["DAGSTER_HOME"]
-        board = start_board_beside(env)
-        dev = subprocess.Popen(dev_command(dev_args), env=service_environment(env), cwd=home)
-        for stop in (signal.SIGTERM, signal.SIGHUP):
-            signal.signal(stop, lambda signum, _frame: dev.send_signal(signum))
-        while True:
-            try:
-                code = dev.wait()
-                break
-            except KeyboardInterrupt:  # dagster dev got the terminal's Ctrl-C too
-                continue
-        board.terminate()
-        board.wait()
-        return code
+            return code
+        supervisor.start(board_command(), env)
+        return supervisor.run(supervisor.start(dev_command(dev_args), env, cwd=home))
     finally:
         okx.stop()

@@ -50,6 +50,10 @@ SETTINGS: dict[str, Setting] = {
     "COINSUM_BOARD_PORT": Setting(
         "3001", "the board's port when scripts/start or the demo starts it", kind=int
     ),
+    "COINSUM_CODE_SERVER": Setting(
+        "127.0.0.1:4266",
+        "where `coinsum serve code` listens, and the webserver and the daemon find it",
+    ),
     "COINSUM_DAGSTER_URL": Setting(
         "http://127.0.0.1:3000",
         "the Dagster UI as the board's readers reach it: the board links each slot and day there",

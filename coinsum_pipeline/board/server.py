@@ -4,11 +4,7 @@ already runs on)."""
 from __future__ import annotations
 
 import errno
-import os
-import signal
 import socket
-import threading
-import time
 
 import uvicorn
 
@@ -35,25 +31,10 @@ def _listen(host: str, port: int) -> socket.socket:
         ) from None
 
 
-def _stop_when_orphaned() -> None:
-    """Stop (SIGTERM, uvicorn's graceful stop) once the process that started this one ends:
-    the board started beside ``dagster dev`` ends with it, however that is stopped."""
-    parent = os.getppid()
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1)
-        os.kill(os.getpid(), signal.SIGTERM)
-
-    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
-
-
-def serve_board(host: str, port: int, with_parent: bool = False) -> None:
+def serve_board(host: str, port: int) -> None:
     """Serve the board on ``host``:``port`` until SIGTERM or Ctrl-C."""
     listening = _listen(host, port)
     app = create_app(value("COINSUM_DB"), value("COINSUM_COLORS"), value("COINSUM_DAGSTER_URL"))
-    if with_parent:
-        _stop_when_orphaned()
     print(f"coinsum board: http://{host}:{port}", flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     server.run(sockets=[listening])

@@ -30,14 +30,17 @@ def backfill_tags() -> dict[str, str]:
     return {LAUNCHED_BY_TAG: BACKFILL, PID_TAG: f"{socket.gethostname()}:{os.getpid()}"}
 
 
-def close_dead_backfill_runs(instance: DagsterInstance) -> list[str]:
-    """Close the runs a killed ``coinsum backfill`` on this machine left unfinished."""
+def close_dead_backfill_runs(instance: DagsterInstance, this_process: bool = False) -> list[str]:
+    """Close the runs a killed ``coinsum backfill`` on this machine left unfinished; with
+    ``this_process``, those of this process instead, which is ending without finishing them."""
     closed = []
     for record in instance.get_run_records(
         RunsFilter(statuses=UNFINISHED, tags={LAUNCHED_BY_TAG: BACKFILL})
     ):
         host, _, pid = record.dagster_run.tags.get(PID_TAG, "").partition(":")
-        if host == socket.gethostname() and pid.isdigit() and not _alive(int(pid)):
+        if host != socket.gethostname() or not pid.isdigit():
+            continue
+        if int(pid) == os.getpid() if this_process else not _alive(int(pid)):
             _close(instance, record.dagster_run, f"the coinsum backfill process {pid} ended")
             closed.append(record.dagster_run.run_id)
     return closed
