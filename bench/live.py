@@ -2,7 +2,8 @@
 real ticks, printing for each slot how many seconds after its start it was whole and exact in
 the readers' snapshot, its day's exports were written, and its alert arrived.
 
-What runs is what production runs: ``coinsum serve daemon`` (no ``dagster dev``) on a new
+What runs is what production runs: ``coinsum serve code`` and ``coinsum serve daemon`` (no
+``dagster dev``) on a new
 instance (PostgreSQL by default, as production; ``--storage sqlite`` for SQLite files), with
 the stand-in OKX in this process on the real clock, one coin's first trade in each slot coming
 late (``--late TAO=4``: the live run waits for it), and a webhook receiver here that records
@@ -131,15 +132,18 @@ def main() -> None:
     database = None
     if args.storage == "postgres":
         database, env["COINSUM_PG_URL"] = new_database("coinsum_live")
-    log = (work / "daemon.log").open("w")
-    daemon = subprocess.Popen(
-        [str(ROOT / ".venv/bin/coinsum"), "serve", "daemon"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    print(f"work folder {work}; daemon log {work / 'daemon.log'}; storage {args.storage}")
+    log = (work / "services.log").open("w")
+    services = [
+        subprocess.Popen(
+            [str(ROOT / ".venv/bin/coinsum"), "serve", service],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        for service in ("code", "daemon")
+    ]
+    print(f"work folder {work}; services' log {log.name}; storage {args.storage}")
     print(f"late coin: {late_coin}, first trade {late_seconds} s into each slot")
     print(f"{'slot (Beijing)':<18}{'whole s':>9}{'exact':>7}{'exports s':>11}{'alert s':>9}")
     snapshot = Snapshot(work / "coinsum.duckdb")
@@ -151,8 +155,8 @@ def main() -> None:
             exact = None
             deadline = start + 25 * 60
             while len(seen) < 3 and time.time() < deadline:
-                if daemon.poll() is not None:
-                    sys.exit(f"the daemon exited with {daemon.returncode}: see {log.name}")
+                if any(service.poll() is not None for service in services):
+                    sys.exit(f"a service exited: see {log.name}")
                 if "whole" not in seen and time.time() > start:
                     exact = slot_whole_and_exact(snapshot, slot, len(DEFAULT_COINS))
                     if exact is not None:
@@ -174,8 +178,9 @@ def main() -> None:
             )
             slot += SLOT
     finally:
-        os.killpg(daemon.pid, signal.SIGKILL)
-        daemon.wait()
+        for service in services:
+            service.send_signal(signal.SIGTERM)
+            service.wait()
         okx.stop()
         if database:
             drop_database(database)

@@ -35,13 +35,14 @@ from coinsum_pipeline.defs.resources import AlertSettingError, resolved
 from coinsum_pipeline.demo import DEMO_DAYS, DEMO_FOLDER, run_demo
 from coinsum_pipeline.instance.home import dagster_home
 from coinsum_pipeline.instance.services import (
-    Supervisor,
     board_command,
     code_workspace,
     dev_command,
     serve_command,
-    stopping_within,
+    service_environment,
+    wait_for_code_server,
 )
+from coinsum_pipeline.instance.supervisor import exec_supervisor, stopping_within
 from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnavailable, OKXUnreachable
 from coinsum_pipeline.settings import value
 from coinsum_pipeline.warehouse.charts import PaletteError
@@ -441,15 +442,13 @@ def _alert_test() -> int:
 def _dev(extra: list[str]) -> int:
     """``dagster dev`` on the project's instance, the board beside it, until stopped."""
     home = dagster_home()
-    supervisor = Supervisor("coinsum dev", runs_home=home)
-    supervisor.start(board_command(), os.environ)
-    return supervisor.run(supervisor.start(dev_command(extra), os.environ, cwd=home))
+    commands = [board_command(), dev_command(extra)]
+    exec_supervisor("coinsum dev", commands, service_environment(os.environ), home, home)
 
 
 def _serve(service: str, host: str, port: int | None) -> int:
-    """Run the board, or one of Dagster's services until stopped; the code server, which runs
-    the runs, closes those its predecessor left started before it starts, and those it leaves
-    when stopped (see ``runs.py``)."""
+    """Run the board, or one of Dagster's services until stopped. The code server runs the runs:
+    its supervisor closes those whose worker is gone (see ``runs.py``)."""
     if service == "board":
         from coinsum_pipeline.board.server import BoardPortError, serve_board
 
@@ -461,10 +460,13 @@ def _serve(service: str, host: str, port: int | None) -> int:
         return 0
     home = dagster_home()
     code_workspace(home)
-    runs_home = home if service == "code" else None
-    supervisor = Supervisor(f"coinsum serve {service}", runs_home=runs_home)
+    if service != "code":
+        wait_for_code_server(service)
     command = serve_command(service, home, host, port or 3000)
-    return supervisor.run(supervisor.start(command, os.environ, cwd=home))
+    runs_home = home if service == "code" else None
+    exec_supervisor(
+        f"coinsum serve {service}", [command], service_environment(os.environ), home, runs_home
+    )
 
 
 def _okx_swaps() -> set[str]:

@@ -17,7 +17,8 @@ from pathlib import Path
 from coinsum_pipeline import clock
 from coinsum_pipeline.core.slots import DateError
 from coinsum_pipeline.instance.home import prepare_home
-from coinsum_pipeline.instance.services import Supervisor, board_command, dev_command
+from coinsum_pipeline.instance.services import board_command, dev_command, service_environment
+from coinsum_pipeline.instance.supervisor import Supervisor
 from coinsum_pipeline.okx.fake import FakeOKX
 from coinsum_pipeline.settings import PROJECT_ROOT
 
@@ -48,7 +49,7 @@ def run_demo(days: int, folder: Path, okx_port: int, dev_args: list[str]) -> int
     url = okx.start(okx_port)
     today = clock.now().date()
     first = today - timedelta(days=days - 1)
-    env = demo_environment(folder, url, first)
+    env = service_environment(demo_environment(folder, url, first))
     coinsum = str(Path(sys.executable).parent / "coinsum")
     print(f"coinsum demo: stand-in OKX on {url}, data in {folder}", flush=True)
     try:

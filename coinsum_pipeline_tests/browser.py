@@ -101,11 +101,18 @@ def turn_off_live_collection(env: dict[str, str]) -> None:
         )
 
 
+def as_a_background_job() -> None:
+    """In a child before it runs: the signals as a script's ``&`` or a supervisor leaves them
+    (SIGINT ignored), which services must stop under all the same."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def start_service(
     command: Sequence[str | Path], env: dict[str, str], log: Path
 ) -> subprocess.Popen:
-    """``command`` in a process group of its own (one kill ends it and what it started), its
-    output appended to ``log``."""
+    """``command`` in a process group of its own, as a background job, its output appended to
+    ``log``."""
     with log.open("a") as out:
         return subprocess.Popen(
             command,
@@ -113,7 +120,7 @@ def start_service(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGTERM, signal.SIG_DFL),
+            preexec_fn=as_a_background_job,
         )
 
 

@@ -191,3 +191,29 @@ def market_at(now: datetime, home: Path, coins: Sequence[str]) -> Iterator[FakeO
         env.setenv("COINSUM_COINS", ",".join(coins))
         dagster_home()
         yield okx
+
+
+def tree(pid: int) -> set[int]:
+    """``pid`` and every process descended from it, now."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [pid]
+    while todo:
+        current = todo.pop()
+        found.add(current)
+        todo.extend(parents.get(current, []))
+    return found
+
+
+def running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"

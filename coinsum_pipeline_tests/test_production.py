@@ -1,12 +1,16 @@
-"""Production: the webserver and the daemon as two services (the commands the systemd units in
-``deploy/`` run) on a PostgreSQL instance. A backfill launched as the UI launches it, the daemon
-killed with SIGKILL in the middle of its run and started again: every slot ends exact, no run
-stays "started", the okx pool is free. And SIGTERM stops each service within 10 seconds."""
+"""Production: Dagster's three services (the commands the systemd units in ``deploy/`` run: the
+code server, the webserver and the daemon) on a PostgreSQL instance. A backfill launched as the
+UI launches it, the code server's whole unit killed (SIGKILL to every process of it, a run's
+worker included) in the middle of a run and started again: every slot ends exact, no run stays
+"started", the okx pool is free. And SIGTERM stops each service within 10 seconds, leaving no
+process of it behind."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,7 +26,7 @@ from coinsum_pipeline_tests.browser import (
     wait_for_backfill,
     wait_for_ui,
 )
-from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact
+from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact, running, tree
 
 pytestmark = [pytest.mark.services, pytest.mark.postgres]
 
@@ -38,15 +42,27 @@ def wait_for(what: str, seconds: float, check: object) -> None:
         time.sleep(0.5)
 
 
-def stop(proc, seconds: float) -> float:
-    """SIGTERM to the service's main process, as systemd sends it; how long it took to end."""
+def stop(proc: subprocess.Popen) -> float:
+    """SIGTERM to the service's main process, as systemd sends it; how long until it and every
+    process it had started were gone."""
+    processes = tree(proc.pid)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=seconds + 20)
+    proc.wait(timeout=STOP_SECONDS + 20)
+    while any(running(pid) for pid in processes) and time.monotonic() < started + 30:
+        time.sleep(0.1)
     return time.monotonic() - started
 
 
-def test_services_on_postgres_survive_a_killed_daemon_and_stop_on_sigterm(
+def kill_unit(proc: subprocess.Popen) -> None:
+    """SIGKILL to every process of the service at once: a crash nothing can clean up after."""
+    for pid in tree(proc.pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_services_on_postgres_survive_a_killed_code_server_and_stop_on_sigterm(
     pg_pipeline: Pipeline, tmp_path: Path
 ) -> None:
     instance = pg_pipeline.instance
@@ -55,6 +71,8 @@ def test_services_on_postgres_survive_a_killed_daemon_and_stop_on_sigterm(
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "services.log"
+    env["COINSUM_CODE_SERVER"] = f"127.0.0.1:{free_port()}"
+    code = start_service([COINSUM, "serve", "code"], env, log)
     webserver = start_service([COINSUM, "serve", "webserver", "--port", str(port)], env, log)
     daemon = start_service([COINSUM, "serve", "daemon"], env, log)
     try:
@@ -71,14 +89,13 @@ def test_services_on_postgres_survive_a_killed_daemon_and_stop_on_sigterm(
 
         wait_for("a started run of the backfill", 180, started)
         (killed,) = started()
-        os.killpg(daemon.pid, signal.SIGKILL)  # the daemon, its code server, its run worker
-        daemon.wait()
+        kill_unit(code)  # the code server and the run's worker
         time.sleep(2)
         assert instance.get_run_by_id(killed.dagster_run.run_id).status == (
             DagsterRunStatus.STARTED
-        ), "what a killed daemon leaves: a run nobody finishes"
+        ), "what a killed code server leaves: a run nobody finishes"
 
-        daemon = start_service([COINSUM, "serve", "daemon"], env, log)
+        code = start_service([COINSUM, "serve", "code"], env, log)
         wait_for_backfill(url, backfill_id, seconds=240)
         wait_for(
             "every slot materialized",
@@ -93,9 +110,10 @@ def test_services_on_postgres_survive_a_killed_daemon_and_stop_on_sigterm(
         assert instance.get_run_by_id(killed.dagster_run.run_id).status == (
             DagsterRunStatus.FAILURE
         )
-        assert f"run {killed.dagster_run.run_id} was left started; marked failed" in (
-            log.read_text()
-        )
+        assert (
+            f"coinsum serve code: run {killed.dagster_run.run_id} was left started, its worker "
+            "gone; marked failed"
+        ) in log.read_text()
         assert assert_values_exact(pg_pipeline) == 48 * 27
         assert not instance.event_log_storage.get_concurrency_info("okx").claimed_slots
         # The export sensor starts its runs after the slots land: they finish, none stays started.
@@ -104,11 +122,9 @@ def test_services_on_postgres_survive_a_killed_daemon_and_stop_on_sigterm(
         )
         wait_for("every run finished", 120, lambda: not instance.get_run_records(unfinished))
     finally:
-        took = {
-            name: stop(proc, STOP_SECONDS)
-            for name, proc in [("webserver", webserver), ("daemon", daemon)]
-        }
-        for proc in (webserver, daemon):
+        services = {"webserver": webserver, "daemon": daemon, "code": code}
+        took = {name: stop(proc) for name, proc in services.items()}
+        for proc in services.values():
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+                kill_unit(proc)
     assert all(seconds <= STOP_SECONDS for seconds in took.values()), took

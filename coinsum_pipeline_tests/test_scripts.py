@@ -3,9 +3,13 @@ was asked to do (installing for real is what CI's own set-up does)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDING_PYTHON = """#!/usr/bin/env bash
@@ -46,3 +50,51 @@ def test_install_installs_the_lock_only_when_it_or_the_project_changed_and_quiet
         with (tmp_path / changed).open("a") as project:
             project.write("\n# a change\n")
         assert install() == first, f"{changed} changed: pip again"
+
+
+def _project_with_stand_ins(folder: Path) -> None:
+    """``folder`` as a project whose venv is stand-ins: its Python records, its coinsum runs."""
+    (folder / "scripts").mkdir(parents=True)
+    shutil.copy(ROOT / "scripts" / "install", folder / "scripts" / "install")
+    for name in ("pyproject.toml", "requirements.lock"):
+        shutil.copy(ROOT / name, folder / name)
+    bin_dir = folder / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text(RECORDING_PYTHON)
+    (bin_dir / "coinsum").write_text("#!/bin/sh\nexit 0\n")
+    for stand_in in bin_dir.iterdir():
+        stand_in.chmod(0o755)
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("runuser"), reason="runs a command as another user"
+)
+def test_install_for_a_service_user_checks_that_user_can_run_it(tmp_path: Path) -> None:
+    """Reported: as root, the venv came from a Python under /root (mode 700), and the service
+    user got "Permission denied". Here the project sits in a folder only root can enter:
+    refused, saying how; in a folder every user can read: accepted."""
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)
+    _project_with_stand_ins(locked / "project")
+    refused = subprocess.run(
+        [locked / "project" / "scripts" / "install", "--service-user", "nobody"],
+        capture_output=True,
+        text=True,
+    )
+    assert refused.returncode == 1
+    assert "the user nobody cannot run" in refused.stderr
+    assert "Permission denied" in refused.stderr
+    assert "PYTHON=/usr/bin/python3 scripts/install --service-user nobody" in refused.stderr
+
+    readable = Path(tempfile.mkdtemp(prefix="coinsum-install-"))
+    try:
+        readable.chmod(0o755)
+        _project_with_stand_ins(readable / "project")
+        accepted = subprocess.run(
+            [readable / "project" / "scripts" / "install", "--service-user", "nobody"],
+            capture_output=True,
+            text=True,
+        )
+        assert accepted.returncode == 0, accepted.stderr
+    finally:
+        shutil.rmtree(readable)

@@ -7,8 +7,8 @@ runs the runs, and the webserver and the daemon connecting to it; ``coinsum serv
 traders' page. Each is what a systemd unit in ``deploy/`` runs. ``coinsum dev`` and the demo
 start the board beside Dagster.
 
-Every one of them runs under a ``Supervisor``, which is what makes them stop when told: see its
-docstring. ``dagster dev`` runs from ``DAGSTER_HOME``: run from the project folder, which holds
+Every one of them runs under a supervisor (``supervisor.py``), which is what makes them stop
+when told. ``dagster dev`` runs from ``DAGSTER_HOME``: run from the project folder, which holds
 the ``dagster.yaml`` that the home links to, Dagster would warn that this file "will not be used"
 (it is used, through the link). Its notice that ``dagster dev`` is superseded by ``dg dev`` (a
 separate package, ``dagster-dg-cli``, that coinsum does not need) is filtered out: it is not
@@ -17,16 +17,12 @@ something a user of coinsum can act on.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 
 from coinsum_pipeline.settings import PROJECT_ROOT, value
@@ -79,6 +75,24 @@ def serve_command(service: str, home: Path, host: str, port: int) -> list[str]:
     return [str(bin_dir / "dagster-daemon"), "run", *workspace]
 
 
+def wait_for_code_server(service: str) -> None:
+    """Return once ``coinsum serve code`` answers (Dagster's own health check): the webserver
+    and the daemon load the code location once, as they start, so started before it they would
+    show it as unreachable."""
+    host, port = code_server_address()
+    check = [str(Path(sys.executable).parent / "dagster"), "api", "grpc-health-check"]
+    told = False
+    while subprocess.run([*check, "-h", host, "-p", str(port)], capture_output=True).returncode:
+        if not told:
+            print(
+                f"coinsum serve {service}: waiting for the code server on {host}:{port} "
+                "(`coinsum serve code`, the coinsum-code unit; COINSUM_CODE_SERVER)",
+                flush=True,
+            )
+            told = True
+        time.sleep(1)
+
+
 def code_workspace(home: Path) -> None:
     """The workspace of the webserver and the daemon in ``home``: coinsum's location, served by
     ``coinsum serve code`` (named as ``dagster dev`` names it, so schedules and sensors keep the
@@ -94,174 +108,7 @@ def code_workspace(home: Path) -> None:
     staging.replace(home / "workspace.yaml")
 
 
-def _as_a_child_of_a_supervisor() -> None:
-    """In a child, before it runs: its own signal handling, and SIGTERM when the supervisor dies
-    (even by SIGKILL, which it cannot pass on), so nothing outlives it."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, signal.SIG_DFL)
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _prctl(option: int, arg: int) -> None:
-    """Linux's process controls, where there are any (a desk on macOS goes without)."""
-    if sys.platform == "linux":
-        ctypes.CDLL(None, use_errno=True).prctl(option, arg)
-
-
-class Supervisor:
-    """The parent of a command's long-running processes, which stops them all when told.
-
-    Each child runs in a session of its own with default signal handling, so that:
-    - a Ctrl-C in a terminal reaches this process alone, not every process of Dagster's tree
-      at once (which stopped the UI, the daemon, the code server and a run's worker each in its
-      own time, printed tracebacks over the prompt, and left orphans on a second Ctrl-C);
-    - a child started from a background job or a supervisor, where SIGINT is inherited ignored,
-      still stops: Dagster's processes make SIGTERM do what SIGINT does, so they ignored both.
-    SIGTERM, SIGINT or SIGHUP here sends SIGTERM to each child; after ``STOP_GRACE_SECONDS``
-    whatever is left of their sessions (a code server, a run's worker mid-run) is killed, and a
-    second signal kills at once. Where the children run runs (``runs_home``, their instance's
-    home), the runs whose worker is gone are closed before the children start (a predecessor's,
-    killed) and after they stop (a run killed mid-way), so none holds the okx pool; run retries
-    collect them again once Dagster runs again. Processes a child leaves behind become
-    this process's children (Linux's "child subreaper"), so it can wait until none is left."""
-
-    def __init__(self, name: str, runs_home: Path | None = None) -> None:
-        self.name = name
-        self.children: list[subprocess.Popen] = []
-        self.stop_signal: int | None = None
-        self._runs_home = runs_home
-        self._close_runs_left_started()
-        _prctl(PR_SET_CHILD_SUBREAPER, 1)
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, self._on_signal)
-
-    def _on_signal(self, signum: int, _frame: object) -> None:
-        if self.stop_signal is not None:
-            self._kill_sessions()
-        self.stop_signal = signum
-
-    def start(
-        self, command: Sequence[str], env: Mapping[str, str], cwd: Path | None = None
-    ) -> subprocess.Popen:
-        """``command`` as a child in a session of its own."""
-        child = subprocess.Popen(
-            list(command),
-            env=service_environment(env),
-            cwd=cwd,
-            start_new_session=True,
-            preexec_fn=_as_a_child_of_a_supervisor,
-        )
-        self.children.append(child)
-        return child
-
-    def run(self, main: subprocess.Popen) -> int:
-        """Wait until ``main`` ends or a stop is asked, then stop every child. ``main``'s exit
-        code; 0 when stopped by a signal, as asked."""
-        while main.poll() is None and self.stop_signal is None:
-            time.sleep(0.2)
-        self.stop()
-        return 0 if self.stop_signal is not None else main.returncode
-
-    def stop(self) -> None:
-        """Stop the children as described above, and forget them; returns when none of their
-        processes is left."""
-        for child in self.children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_SECONDS
-        while any(child.poll() is None for child in self.children):
-            if time.monotonic() > deadline:
-                print(
-                    f"{self.name}: still running {STOP_GRACE_SECONDS:.0f} s after SIGTERM; killed",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                break
-            time.sleep(0.1)
-        self._kill_sessions()
-        for child in self.children:
-            child.wait()
-        while any(_session_alive(child.pid) for child in self.children):
-            try:
-                os.waitpid(-1, os.WNOHANG)  # what the children left, killed above
-            except ChildProcessError:
-                break  # not ours to wait for (no subreaper): init does
-            time.sleep(0.02)
-        self.children.clear()
-        self._close_runs_left_started()
-
-    def _close_runs_left_started(self) -> None:
-        if self._runs_home is None:
-            return
-        from dagster import DagsterInstance
-
-        from coinsum_pipeline.instance.runs import (
-            close_dead_backfill_runs,
-            close_orphaned_daemon_runs,
-        )
-
-        with DagsterInstance.from_config(str(self._runs_home)) as instance:
-            closed = close_dead_backfill_runs(instance) + close_orphaned_daemon_runs(instance)
-        for run_id in closed:
-            print(f"{self.name}: run {run_id} was left started, its worker gone; marked failed")
-
-    def _kill_sessions(self) -> None:
-        for child in self.children:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.pid, signal.SIGKILL)
-
-
-def _session_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def board_command() -> list[str]:
     """The board, on ``COINSUM_BOARD_PORT``: what ``coinsum dev`` and the demo start beside
     Dagster."""
     return [str(Path(sys.executable).parent / "coinsum"), "serve", "board"]
-
-
-@contextmanager
-def stopping_within(name: str, on_overdue: Callable[[], None]) -> Iterator[threading.Event]:
-    """For a command that runs Dagster runs in its own process (``coinsum backfill``): SIGTERM
-    and SIGINT set the event (even when SIGINT was inherited ignored), which the command checks
-    between runs; a run under way is interrupted by Dagster and reported failed. Nothing is
-    raised at a random point of the command's own code (a KeyboardInterrupt inside a database
-    driver prints its traceback over the terminal).
-
-    Dagster swaps the signal handlers while a run executes, so a handler of the command's own
-    cannot be relied on to see the signal. The C-level handler writes every signal to a
-    "wakeup" pipe, whichever Python handler is in place; a thread reads it. If the command has
-    not ended ``STOP_GRACE_SECONDS`` after the signal (a request in flight, a read-ahead
-    finishing), ``on_overdue`` closes what it must, and the process exits."""
-    read, write = os.pipe()
-    os.set_blocking(write, False)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda _signum, _frame: None)  # the thread below acts on it
-    previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-    stop, ended = threading.Event(), threading.Event()
-
-    def watch() -> None:
-        while not {signal.SIGINT, signal.SIGTERM} & set(os.read(read, 64)):
-            pass
-        stop.set()
-        if ended.wait(STOP_GRACE_SECONDS):
-            return
-        print(
-            f"{name}: still running {STOP_GRACE_SECONDS:.0f} s after the signal; ended",
-            file=sys.stderr,
-            flush=True,
-        )
-        on_overdue()
-        os._exit(130)
-
-    threading.Thread(target=watch, name="stop-watch", daemon=True).start()
-    try:
-        yield stop
-    finally:
-        ended.set()
-        signal.set_wakeup_fd(previous)
