@@ -32,9 +32,6 @@ from coinsum_pipeline.core.slots import BEIJING
 from coinsum_pipeline.okx.fake import FakeOKX
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # the tests' helper that turns collection off, as a user would
-from coinsum_pipeline_tests.browser import turn_off_live_collection  # noqa: E402
-
 COINSUM = str(ROOT / ".venv/bin/coinsum")
 TICKS = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -83,6 +80,24 @@ def postmaster() -> int:
     )
 
 
+def turn_off_collection(env: dict[str, str]) -> None:
+    """The tests' turn_off_live_collection, which a bench may not import (test_layout)."""
+    dagster = str(ROOT / ".venv/bin/dagster")
+    for kind, name in (
+        ("schedule", "live_slots"),
+        ("schedule", "recollect_today"),
+        ("schedule", "recollect_yesterday"),
+        ("sensor", "gap_repair"),
+    ):
+        subprocess.run(
+            [dagster, kind, "stop", name, "-w", str(ROOT / "workspace.yaml")],
+            env=env,
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=600)
@@ -113,7 +128,7 @@ def main() -> None:
             check=True,
             stdout=subprocess.DEVNULL,
         )
-        turn_off_live_collection(env)
+        turn_off_collection(env)
         ports = {"webserver": ["--port", str(args.port)], "board": ["--port", str(args.port + 1)]}
         for service in args.services.split(","):
             started.append(
