@@ -36,6 +36,7 @@ from coinsum_pipeline.demo import DEMO_DAYS, DEMO_FOLDER, run_demo
 from coinsum_pipeline.instance.home import dagster_home
 from coinsum_pipeline.instance.services import (
     board_command,
+    code_server_health_check,
     code_workspace,
     dev_command,
     serve_command,
@@ -463,9 +464,14 @@ def _serve(service: str, host: str, port: int | None) -> int:
     if service != "code":
         wait_for_code_server(service)
     command = serve_command(service, home, host, port or 3000)
-    runs_home = home if service == "code" else None
+    code = service == "code"
     exec_supervisor(
-        f"coinsum serve {service}", [command], service_environment(os.environ), home, runs_home
+        f"coinsum serve {service}",
+        [command],
+        service_environment(os.environ),
+        home,
+        runs_home=home if code else None,
+        ready=code_server_health_check() if code else None,
     )
 
 

@@ -75,14 +75,20 @@ def serve_command(service: str, home: Path, host: str, port: int) -> list[str]:
     return [str(bin_dir / "dagster-daemon"), "run", *workspace]
 
 
+def code_server_health_check() -> list[str]:
+    """Dagster's own check: succeeds once the code server on ``COINSUM_CODE_SERVER`` answers."""
+    host, port = code_server_address()
+    dagster = str(Path(sys.executable).parent / "dagster")
+    return [dagster, "api", "grpc-health-check", "-h", host, "-p", str(port)]
+
+
 def wait_for_code_server(service: str) -> None:
     """Return once ``coinsum serve code`` answers (Dagster's own health check): the webserver
     and the daemon load the code location once, as they start, so started before it they would
     show it as unreachable."""
     host, port = code_server_address()
-    check = [str(Path(sys.executable).parent / "dagster"), "api", "grpc-health-check"]
     told = False
-    while subprocess.run([*check, "-h", host, "-p", str(port)], capture_output=True).returncode:
+    while subprocess.run(code_server_health_check(), capture_output=True).returncode:
         if not told:
             print(
                 f"coinsum serve {service}: waiting for the code server on {host}:{port} "

@@ -62,12 +62,13 @@ class Supervisor:
     collect them again once Dagster runs again. Processes a child leaves behind become
     this process's children (Linux's "child subreaper"), so it can wait until none is left."""
 
-    def __init__(self, name: str, runs_home: Path | None = None) -> None:
+    def __init__(self, name: str, runs_home: Path | None = None, close_now: bool = True) -> None:
         self.name = name
         self.children: list[subprocess.Popen] = []
         self.stop_signal: int | None = None
         self._runs_home = runs_home
-        self._close_runs_left_started()
+        if close_now:
+            self._close_runs_left_started()
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
         for signum in STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
@@ -199,12 +200,27 @@ def stopping_within(name: str, on_overdue: Callable[[], None]) -> Iterator[threa
 
 
 def supervise(
-    name: str, commands: Sequence[Sequence[str]], cwd: str | None, runs_home: str | None
+    name: str,
+    commands: Sequence[Sequence[str]],
+    cwd: str | None,
+    runs_home: str | None,
+    ready: Sequence[str] | None = None,
 ) -> int:
     """Run ``commands`` under a ``Supervisor`` until the last one ends or a stop is asked; its
-    exit code (0 when stopped)."""
-    supervisor = Supervisor(name, Path(runs_home) if runs_home else None)
+    exit code (0 when stopped). With ``ready`` (a command that succeeds once the children
+    serve), the runs left started are closed only then: closing one starts its retry at once in
+    a running daemon, and the retry needs the code server, or it is given up for good."""
+    supervisor = Supervisor(name, Path(runs_home) if runs_home else None, close_now=not ready)
     children = [supervisor.start(command, os.environ, cwd) for command in commands]
+    if ready:
+        while (
+            subprocess.run(list(ready), capture_output=True).returncode
+            and supervisor.stop_signal is None
+            and children[-1].poll() is None
+        ):
+            time.sleep(1)
+        if supervisor.stop_signal is None and children[-1].poll() is None:
+            supervisor._close_runs_left_started()
     return supervisor.run(children[-1])
 
 
@@ -214,6 +230,7 @@ def exec_supervisor(
     env: Mapping[str, str],
     cwd: Path,
     runs_home: Path | None,
+    ready: Sequence[str] | None = None,
 ) -> NoReturn:
     """Replace this process with a light one running ``supervise`` (see above), the
     ``commands`` to run in ``env``."""
@@ -223,6 +240,7 @@ def exec_supervisor(
             "commands": [list(map(str, command)) for command in commands],
             "cwd": str(cwd),
             "runs_home": str(runs_home) if runs_home else None,
+            "ready": list(ready) if ready else None,
         }
     )
     sys.stdout.flush()
