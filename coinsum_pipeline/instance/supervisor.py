@@ -59,15 +59,21 @@ class Supervisor:
     second signal kills at once. Where the children run runs (``runs_home``, their instance's
     home), the runs whose worker is gone are closed before the children start (a predecessor's,
     killed) and after they stop (a run killed mid-way), so none holds the okx pool; run retries
-    collect them again once Dagster runs again. Processes a child leaves behind become
-    this process's children (Linux's "child subreaper"), so it can wait until none is left."""
+    collect them again once Dagster runs again. With ``ready`` (a command that succeeds once the
+    children serve), the predecessor's are closed only then: closing one starts its retry at once
+    in a running daemon, and a retry that cannot reach the code server is given up for good.
+    Processes a child leaves behind become this process's children (Linux's "child
+    subreaper"), so it can wait until none is left."""
 
-    def __init__(self, name: str, runs_home: Path | None = None, close_now: bool = True) -> None:
+    def __init__(
+        self, name: str, runs_home: Path | None = None, ready: Sequence[str] | None = None
+    ) -> None:
         self.name = name
         self.children: list[subprocess.Popen] = []
         self.stop_signal: int | None = None
         self._runs_home = runs_home
-        if close_now:
+        self._ready = list(ready) if ready else None
+        if self._ready is None:
             self._close_runs_left_started()
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
         for signum in STOP_SIGNALS:
@@ -95,6 +101,15 @@ class Supervisor:
     def run(self, main: subprocess.Popen) -> int:
         """Wait until ``main`` ends or a stop is asked, then stop every child. ``main``'s exit
         code; 0 when stopped by a signal, as asked."""
+        if self._ready:
+            while (
+                subprocess.run(self._ready, capture_output=True).returncode
+                and main.poll() is None
+                and self.stop_signal is None
+            ):
+                time.sleep(1)
+            if main.poll() is None and self.stop_signal is None:
+                self._close_runs_left_started()
         while main.poll() is None and self.stop_signal is None:
             time.sleep(0.2)
         self.stop()
@@ -207,20 +222,9 @@ def supervise(
     ready: Sequence[str] | None = None,
 ) -> int:
     """Run ``commands`` under a ``Supervisor`` until the last one ends or a stop is asked; its
-    exit code (0 when stopped). With ``ready`` (a command that succeeds once the children
-    serve), the runs left started are closed only then: closing one starts its retry at once in
-    a running daemon, and the retry needs the code server, or it is given up for good."""
-    supervisor = Supervisor(name, Path(runs_home) if runs_home else None, close_now=not ready)
+    exit code (0 when stopped)."""
+    supervisor = Supervisor(name, Path(runs_home) if runs_home else None, ready)
     children = [supervisor.start(command, os.environ, cwd) for command in commands]
-    if ready:
-        while (
-            subprocess.run(list(ready), capture_output=True).returncode
-            and supervisor.stop_signal is None
-            and children[-1].poll() is None
-        ):
-            time.sleep(1)
-        if supervisor.stop_signal is None and children[-1].poll() is None:
-            supervisor._close_runs_left_started()
     return supervisor.run(children[-1])
 
 
