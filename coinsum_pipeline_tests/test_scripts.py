@@ -4,6 +4,7 @@ was asked to do (installing for real is what CI's own set-up does)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -12,10 +13,25 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Stand-ins for the venv's Python and uv: each records its arguments; pip's requirements from
+# stdin are kept too.
 RECORDING_PYTHON = """#!/usr/bin/env bash
-echo "$*" >> "$(dirname "$0")/../calls"
+echo "python $*" >> "$(dirname "$0")/../calls"
 if [ "$1" = "-VV" ]; then echo "Python 3.11.7 (stand-in)"; fi
+if [[ "$*" == *"-r /dev/stdin"* ]]; then cat > "$(dirname "$0")/../stdin"; fi
 """
+RECORDING_UV = """#!/usr/bin/env bash
+echo "uv $*" >> "$(dirname "$0")/../calls"
+"""
+
+
+def stand_ins(bin_dir: Path) -> None:
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").write_text(RECORDING_PYTHON)
+    (bin_dir / "uv").write_text(RECORDING_UV)
+    (bin_dir / "coinsum").write_text("#!/bin/sh\nexit 0\n")
+    for stand_in in bin_dir.iterdir():
+        stand_in.chmod(0o755)
 
 
 def test_install_installs_the_lock_only_when_it_or_the_project_changed_and_quietly(
@@ -25,10 +41,7 @@ def test_install_installs_the_lock_only_when_it_or_the_project_changed_and_quiet
     shutil.copy(ROOT / "scripts" / "install", tmp_path / "scripts" / "install")
     for name in ("pyproject.toml", "requirements.lock"):
         shutil.copy(ROOT / name, tmp_path / name)
-    python = tmp_path / ".venv" / "bin" / "python"
-    python.parent.mkdir(parents=True)
-    python.write_text(RECORDING_PYTHON)
-    python.chmod(0o755)
+    stand_ins(tmp_path / ".venv" / "bin")
     calls = tmp_path / ".venv" / "calls"
 
     def install() -> list[str]:
@@ -37,14 +50,19 @@ def test_install_installs_the_lock_only_when_it_or_the_project_changed_and_quiet
             [tmp_path / "scripts" / "install"], capture_output=True, text=True, check=True
         )
         assert done.stdout == done.stderr == "", "nothing printed when all goes well"
-        return [c for c in calls.read_text().splitlines() if c.startswith("-m pip")]
+        return [c for c in calls.read_text().splitlines() if "pip" in c]
 
     first = install()
     assert first == [
-        "-m pip install -qq --disable-pip-version-check --no-deps --require-hashes "
-        "-r requirements.lock",
-        "-m pip install -qq --disable-pip-version-check --no-deps -e .",
-    ], "exactly what the lock says, then coinsum itself"
+        "python -m pip install -qq --disable-pip-version-check --no-deps --require-hashes "
+        "-r /dev/stdin",
+        "uv pip install -q --python .venv/bin/python --no-deps --compile-bytecode "
+        "--require-hashes -r requirements.lock",
+        "uv pip install -q --python .venv/bin/python --no-deps -e .",
+    ], "uv, then exactly what the lock says, then coinsum itself"
+    uv = (tmp_path / ".venv" / "stdin").read_text()
+    assert uv.startswith("uv==") and "--hash=sha256:" in uv, "pip installs uv as locked"
+    assert len(re.findall(r"^\S", uv, re.M)) == 1, "and only uv"
     assert install() == [], "nothing changed: no pip"
     for changed in ("pyproject.toml", "requirements.lock"):
         with (tmp_path / changed).open("a") as project:
@@ -58,12 +76,7 @@ def _project_with_stand_ins(folder: Path) -> None:
     shutil.copy(ROOT / "scripts" / "install", folder / "scripts" / "install")
     for name in ("pyproject.toml", "requirements.lock"):
         shutil.copy(ROOT / name, folder / name)
-    bin_dir = folder / ".venv" / "bin"
-    bin_dir.mkdir(parents=True)
-    (bin_dir / "python").write_text(RECORDING_PYTHON)
-    (bin_dir / "coinsum").write_text("#!/bin/sh\nexit 0\n")
-    for stand_in in bin_dir.iterdir():
-        stand_in.chmod(0o755)
+    stand_ins(folder / ".venv" / "bin")
 
 
 @pytest.mark.skipif(
