@@ -39,6 +39,14 @@ mutation Launch($params: LaunchBackfillParams!) {
     ... on PythonError { message }
   }
 }"""
+LAUNCH_RUN = """
+mutation LaunchRun($params: ExecutionParams!) {
+  launchRun(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}"""
 STATUS = """
 query Status($id: String!) {
   partitionBackfillOrError(backfillId: $id) {
@@ -84,21 +92,24 @@ def turn_off_live_collection(env: dict[str, str]) -> None:
     launches and counts."""
     dagster = Path(sys.executable).parent / "dagster"
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
-    for kind, name in (
-        ("schedule", "live_slots"),
-        ("schedule", "recollect_today"),
-        ("schedule", "recollect_yesterday"),
-        ("sensor", "gap_repair"),
-    ):
-        # No pipes: the code server this command starts may outlive it for a while.
-        subprocess.run(
+    # All four at once: each command loads the code location, a few seconds. No pipes: the code
+    # server each starts may outlive it for a while.
+    stopping = [
+        subprocess.Popen(
             [dagster, kind, "stop", name, "-w", workspace],
             env=env,
-            check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            timeout=120,
         )
+        for kind, name in (
+            ("schedule", "live_slots"),
+            ("schedule", "recollect_today"),
+            ("schedule", "recollect_yesterday"),
+            ("sensor", "gap_repair"),
+        )
+    ]
+    for command in stopping:
+        assert command.wait(timeout=120) == 0, f"{command.args[1:4]} failed"
 
 
 def as_a_background_job() -> None:
@@ -152,6 +163,23 @@ def launch_backfill(url: str, asset: str, partitions: list[str]) -> str:
     launched = graphql(url, LAUNCH, {"params": params})["launchPartitionBackfill"]
     assert launched["__typename"] == "LaunchBackfillSuccess", launched
     return launched["backfillId"]
+
+
+def launch_run(url: str, asset: str, partition: str) -> str:
+    """What the UI's "Materialize selected" sends for one partition; returns the run's id."""
+    params = {
+        "selector": {
+            "repositoryLocationName": "coinsum",
+            "repositoryName": "__repository__",
+            "jobName": "__ASSET_JOB",
+            "assetSelection": [{"path": [asset]}],
+        },
+        "mode": "default",
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}]},
+    }
+    launched = graphql(url, LAUNCH_RUN, {"params": params})["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
 
 
 def wait_for_backfill(url: str, backfill_id: str, seconds: float = 300) -> None:

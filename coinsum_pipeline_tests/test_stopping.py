@@ -25,6 +25,7 @@ from coinsum_pipeline.settings import PROJECT_ROOT
 from coinsum_pipeline_tests.browser import (
     free_port,
     launch_backfill,
+    launch_run,
     turn_off_live_collection,
     wait_for_ui,
 )
@@ -101,18 +102,34 @@ def slow_okx(pipeline: Pipeline) -> None:
     pipeline.okx.slow_seconds = 3
 
 
+def launch_a_backfill(url: str) -> None:
+    launch_backfill(url, "basket_slots", [f"2026-01-05-{h:02d}:00" for h in range(24)])
+
+
+def launch_a_run(url: str) -> None:
+    launch_run(url, "basket_slots", "2026-01-05-00:00")
+
+
 @pytest.mark.parametrize(
-    ("command", "how"),
-    [(["coinsum", "dev"], BACKGROUND), (["scripts/start"], TERMINAL)],
-    ids=["coinsum-dev-background", "scripts-start-terminal"],
+    ("command", "how", "launch"),
+    [
+        (["coinsum", "dev"], BACKGROUND, launch_a_backfill),
+        (["scripts/start"], TERMINAL, launch_a_run),
+    ],
+    ids=["coinsum-dev-background-backfill", "scripts-start-terminal-run"],
 )
-def test_dagster_stops_in_the_middle_of_a_backfills_run(
-    pipeline: Pipeline, tmp_path: Path, command: list[str], how: str
+def test_dagster_stops_in_the_middle_of_a_run(
+    pipeline: Pipeline,
+    tmp_path: Path,
+    command: list[str],
+    how: str,
+    launch: Callable[[str], None],
 ) -> None:
     """Reported: Ctrl-C on scripts/start with a run in flight took 43 s, and a second Ctrl-C
     left the code server and the run's worker running; SIGTERM to a background coinsum dev
-    did nothing. Here both, mid-run (a second Ctrl-C too): the run is marked failed, its okx
-    pool slot freed, and nothing is left."""
+    did nothing. Here both, mid-run (a second Ctrl-C too), the one a backfill's run (its
+    daemon takes up to 30 s to launch it), the other a run launched from the UI: the run is
+    marked failed, its okx pool slot freed, and nothing is left."""
     env = dict(os.environ)
     turn_off_live_collection(env)
     port = free_port()
@@ -123,7 +140,7 @@ def test_dagster_stops_in_the_middle_of_a_backfills_run(
         url = f"http://127.0.0.1:{port}"
         wait_for_ui(url, proc, log)
         slow_okx(pipeline)
-        launch_backfill(url, "basket_slots", [f"2026-01-05-{h:02d}:00" for h in range(24)])
+        launch(url)
         wait_for("a run in flight", 120, lambda: started_runs(pipeline.instance))
         time.sleep(2)
         tell_to_stop(proc, how, log, times=2 if how == TERMINAL else 1)
