@@ -29,6 +29,21 @@ from coinsum_pipeline.okx.fake import FakeOKX
 from coinsum_pipeline_tests.browser import free_port
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
+# The longest tests first, so three workers start them together and the short ones fill in
+# around them (xdist hands out tests in this order): in file order, one of them started last
+# would run alone at the end of the suite. From the longest kind to the shortest.
+LONGEST_FIRST = ("browser", "services", "slow", "postgres")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        kinds = {mark.name for mark in item.iter_markers()}
+        return next(
+            (n for n, kind in enumerate(LONGEST_FIRST) if kind in kinds), len(LONGEST_FIRST)
+        )
+
+    items.sort(key=rank)
+
 
 @pytest.fixture(autouse=True)
 def _no_real_okx(monkeypatch: pytest.MonkeyPatch) -> None:
