@@ -66,7 +66,7 @@ def serve_command(service: str, home: Path, host: str, port: int) -> list[str]:
         code_host, code_port = code_server_address()
         return [
             str(bin_dir / "dagster"),
-            *("code-server", "start", "-m", "coinsum_pipeline.definitions"),
+            *("api", "grpc", "-m", "coinsum_pipeline.definitions"),
             *("--location-name", LOCATION, "-h", code_host, "-p", str(code_port)),
         ]
     workspace = ["-w", str(home / "workspace.yaml")]
