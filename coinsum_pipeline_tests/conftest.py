@@ -29,7 +29,7 @@ from coinsum_pipeline.okx.fake import FakeOKX
 from coinsum_pipeline_tests.browser import free_port
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
-# The longest tests first, so three workers start them together and the short ones fill in
+# The longest tests first, so the workers start them together and the short ones fill in
 # around them (xdist hands out tests in this order): in file order, one of them started last
 # would run alone at the end of the suite. From the longest kind to the shortest.
 LONGEST_FIRST = ("browser", "services", "slow", "postgres")
