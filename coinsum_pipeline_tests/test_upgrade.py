@@ -2,8 +2,9 @@
 Dagster's family (1.12, dagster-postgres 0.28) opens and migrates under the pinned one, on SQLite
 and on PostgreSQL, as docs/operations.md#upgrading has the operator do it.
 
-The previous release is installed by uv into a venv of its own (once per test session), with
-every other package at the version this venv has, so only Dagster's family differs. coinsum's
+The previous release is installed by uv into a venv of its own (once per test worker), with
+coinsum's other dependencies at the versions this venv has, so that Dagster's family is what
+differs (what those need beneath them, uv resolves). coinsum's
 own code runs under it from this checkout: 1.12.13 is the first release its definitions load
 on (partitioned asset checks), and the test takes it, the furthest back coinsum can come from."""
 
