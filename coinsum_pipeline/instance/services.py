@@ -18,7 +18,6 @@ something a user of coinsum can act on.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -29,13 +28,7 @@ from coinsum_pipeline.settings import PROJECT_ROOT, value
 
 # Python's -W syntax: the start of the message, any warning category.
 QUIET = "ignore:Function `dev_command` is superseded"
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-# How long the children have to stop on their own before what is left of them is killed: the
-# UI and the daemon stop in one to two seconds; a run in flight would take as long as it has left.
-STOP_GRACE_SECONDS = 5.0
 LOCATION = "coinsum"
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
 
 
 def dev_command(extra: list[str]) -> list[str]:
