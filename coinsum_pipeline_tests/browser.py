@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -120,10 +120,13 @@ def as_a_background_job() -> None:
 
 
 def start_service(
-    command: Sequence[str | Path], env: dict[str, str], log: Path
+    command: Sequence[str | Path],
+    env: dict[str, str],
+    log: Path,
+    as_started: Callable[[], None] = as_a_background_job,
 ) -> subprocess.Popen:
-    """``command`` in a process group of its own, as a background job, its output appended to
-    ``log``."""
+    """``command`` in a process group of its own, as a background job (or as ``as_started``
+    sets its signals), its output appended to ``log``."""
     with log.open("a") as out:
         return subprocess.Popen(
             command,
@@ -131,7 +134,7 @@ def start_service(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=as_a_background_job,
+            preexec_fn=as_started,
         )
 
 

@@ -9,7 +9,7 @@ import math
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -217,3 +217,11 @@ def running(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def wait_for(what: str, seconds: float, check: Callable[[], object]) -> None:
+    """Until ``check()`` is true, looking every half second; fails past ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, f"{what}: not after {seconds} s"
+        time.sleep(0.5)

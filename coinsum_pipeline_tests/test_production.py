@@ -26,20 +26,19 @@ from coinsum_pipeline_tests.browser import (
     wait_for_backfill,
     wait_for_ui,
 )
-from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact, running, tree
+from coinsum_pipeline_tests.helpers import (
+    Pipeline,
+    assert_values_exact,
+    running,
+    tree,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.services, pytest.mark.postgres]
 
 DAY = "2026-01-05"
 COINSUM = Path(sys.executable).parent / "coinsum"
 STOP_SECONDS = 10
-
-
-def wait_for(what: str, seconds: float, check: object) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not after {seconds} s"
-        time.sleep(0.5)
 
 
 def stop(proc: subprocess.Popen) -> float:

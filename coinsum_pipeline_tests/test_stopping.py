@@ -23,13 +23,15 @@ from dagster import DagsterInstance, DagsterRunStatus, RunsFilter
 
 from coinsum_pipeline.settings import PROJECT_ROOT
 from coinsum_pipeline_tests.browser import (
+    as_a_background_job,
     free_port,
     launch_backfill,
     launch_run,
+    start_service,
     turn_off_live_collection,
     wait_for_ui,
 )
-from coinsum_pipeline_tests.helpers import Pipeline, running, tree
+from coinsum_pipeline_tests.helpers import Pipeline, running, tree, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -39,25 +41,19 @@ TERMINAL = "Ctrl-C in a terminal"
 BACKGROUND = "SIGTERM to a background job"
 
 
+def as_a_terminal_job() -> None:
+    """In a child before it runs: the signals a terminal's foreground job has."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def start(
     command: Sequence[str | Path], env: dict[str, str], log: Path, how: str
 ) -> subprocess.Popen:
     """``command`` as the foreground job of a terminal (a process group of its own, which a
     Ctrl-C signals as a whole) or as a background job (SIGINT ignored)."""
-
-    def as_started() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN if how == BACKGROUND else signal.SIG_DFL)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-    with log.open("a") as out:
-        return subprocess.Popen(
-            [str(part) for part in command],
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=as_started,
-        )
+    as_started = as_a_background_job if how == BACKGROUND else as_a_terminal_job
+    return start_service([str(part) for part in command], env, log, as_started)
 
 
 def tell_to_stop(proc: subprocess.Popen, how: str, log: Path, times: int = 1) -> float:
@@ -82,13 +78,6 @@ def tell_to_stop(proc: subprocess.Popen, how: str, log: Path, times: int = 1) ->
             pytest.fail(f"{how}: after {STOP_SECONDS} s still running: {commands}; see {log}")
         time.sleep(0.1)
     return time.monotonic() - started
-
-
-def wait_for(what: str, seconds: float, check: Callable[[], object]) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not after {seconds} s"
-        time.sleep(0.5)
 
 
 def started_runs(instance: DagsterInstance) -> list:

@@ -30,7 +30,7 @@ PREVIOUS = ("dagster==1.12.13", "dagster-postgres==0.28.13", "dagster-duckdb==0.
 # What coinsum imports beside Dagster: kept at this venv's versions.
 ALSO = ("duckdb", "pandas", "requests", "matplotlib", "starlette", "uvicorn")
 BIN = Path(sys.executable).parent
-COINSUM = "import sys; from coinsum_pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
+COINSUM_MAIN = "import sys; from coinsum_pipeline.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +51,7 @@ def backfill(python: Path, day: str) -> None:
     """``coinsum backfill`` of ``day`` under ``python``'s Dagster, on the test's settings."""
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
     done = subprocess.run(
-        [python, "-c", COINSUM, "backfill", "--from", day, "--to", day],
+        [python, "-c", COINSUM_MAIN, "backfill", "--from", day, "--to", day],
         env=env,
         capture_output=True,
         text=True,
