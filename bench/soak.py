@@ -4,7 +4,8 @@ as the services, printing per simulated day what it leaves on disk and the memor
 The soak is the daemon: minute by minute of simulated time it runs the daemon's own iterations,
 in process, on the code location loaded in process: the scheduler (the live slots at :00 and
 :30, the day so far again every three hours from 03:03, yesterday again at 00:03, the tidy
-at :05), the sensors (gap repair, alert_on_new_slots, freshness), the automation condition
+at :05), the sensors (gap repair, freshness; alert_on_new_slots is stopped, as without a
+webhook in production), the automation condition
 sensor (the day exports), and the run queue. So every tick, skipped or not, its captured logs
 and each automation evaluation are stored as in production. The clock is moved, not waited
 for, and the stand-in OKX serves the candles of the simulated time. The instance is SQLite

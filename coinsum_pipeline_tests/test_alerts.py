@@ -4,6 +4,9 @@ HTTP receiver, through a real Dagster instance."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -154,6 +157,29 @@ def test_each_format_is_what_its_webhook_takes(fmt: str, shape: set[str]) -> Non
 def test_alerts_are_off_without_a_webhook(pipeline: Pipeline) -> None:
     result = tick(pipeline, None)
     assert isinstance(result, SkipReason) and "COINSUM_ALERT_WEBHOOK" in result.skip_message
+
+
+@pytest.mark.parametrize(
+    ("webhook", "status"), [("", "STOPPED"), ("http://127.0.0.1:9/hook", "RUNNING")]
+)
+def test_the_alert_sensor_runs_by_default_only_where_a_webhook_is_set(
+    webhook: str, status: str
+) -> None:
+    """Decided when the definitions load, so in a process of its own, as the code server loads
+    them: without a webhook, the sensor does not tick every 15 s to skip."""
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from coinsum_pipeline.definitions import defs; "
+            "print(defs.resolve_sensor_def('alert_on_new_slots').default_status.value)",
+        ],
+        env={**os.environ, "COINSUM_ALERT_WEBHOOK": webhook},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout.split() == [status]
 
 
 def test_a_sum_crossing_is_posted_exactly_once(

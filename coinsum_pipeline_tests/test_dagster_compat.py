@@ -1,12 +1,13 @@
 """What coinsum uses of Dagster beyond its stable API (``defs/dagster_compat.py`` for the
-definitions, ``instance/storage.py`` for tidying), checked against the installed Dagster: after an
-upgrade, a failure here names what moved. The daemon's turns (``instance/daemon.py``) are
-checked by every test that takes them."""
+definitions, ``instance/storage.py`` for tidying, ``instance/code_watch.py`` for the services),
+checked against the installed Dagster: after an upgrade, a failure here names what moved. The
+daemon's turns (``instance/daemon.py``) are checked by every test that takes them."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from coinsum_pipeline.backfill import run_slots
 from coinsum_pipeline.core.slots import slot_key, slots_in
 from coinsum_pipeline.definitions import build_defs
 from coinsum_pipeline.defs import dagster_compat
-from coinsum_pipeline.instance import storage
+from coinsum_pipeline.instance import code_watch, storage
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 
@@ -120,3 +121,44 @@ def test_a_partitions_latest_materialization_is_found_for_a_check_result(
         keys[1]: again.run_id,
     }
     assert dagster_compat.latest_materializations(pipeline.instance, AssetKey("x"), []) == {}
+
+
+def test_the_code_server_watch_asks_as_often_as_code_watch_sets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The watch the webserver and the daemon start on a gRPC code location: every second as
+    Dagster ships it, every ``WATCH_SECONDS`` once ``code_watch`` has set it."""
+    from dagster._grpc.client import DagsterGrpcClient
+    from dagster._grpc.server_watcher import create_grpc_watch_thread
+
+    asked: list[float] = []
+
+    class Server(DagsterGrpcClient):  # the same server all along: nothing to reload
+        def get_server_id(self, timeout: int | None = None) -> str:
+            asked.append(time.monotonic())
+            return "the-server"
+
+    def asks_in(seconds: float) -> int:
+        asked.clear()
+        stop, watch = create_grpc_watch_thread(
+            "coinsum",
+            Server(port=1),
+            get_location_entry=lambda _: None,
+            refresh_code_location=lambda _: None,
+            on_disconnect=lambda _: None,
+            on_reconnected=lambda _: None,
+            on_updated=lambda *_: None,
+            on_error=lambda _: None,
+        )
+        watch.start()
+        time.sleep(seconds)
+        stop.set()
+        watch.join()
+        return len(asked)
+
+    assert asks_in(2.5) == 3  # at 0, 1 and 2 s
+    from dagster._grpc import server_watcher
+
+    monkeypatch.setattr(server_watcher, "WATCH_INTERVAL", server_watcher.WATCH_INTERVAL)
+    code_watch.watch_less_often()
+    assert asks_in(2.5) == 1

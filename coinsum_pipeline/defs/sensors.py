@@ -46,6 +46,7 @@ from coinsum_pipeline.defs.jobs import alert_run, collect_slots, deliver_alert
 from coinsum_pipeline.defs.partitions import FIRST_DAY
 from coinsum_pipeline.defs.resources import AlertWebhook, OKXResource
 from coinsum_pipeline.okx.client import OKXError, OKXUnreachable
+from coinsum_pipeline.settings import value
 from coinsum_pipeline.warehouse.database import (
     CoinsumDatabase,
     StorageError,
@@ -196,14 +197,23 @@ export_on_new_slots = AutomationConditionSensorDefinition(
 
 # Only slots this recent are alerted: a backfill of older days is history, not news.
 ALERT_WINDOW = timedelta(hours=2)
+# Running by default only where a webhook is set when the definitions load: a sensor with nowhere
+# to post would still tick every 15 s, around the clock, to skip. Started or stopped in the UI,
+# the choice made there holds whatever the variable says.
+ALERTS_BY_DEFAULT = (
+    DefaultSensorStatus.RUNNING
+    if value("COINSUM_ALERT_WEBHOOK").strip()
+    else DefaultSensorStatus.STOPPED
+)
 
 
 @sensor(
     job_name=deliver_alert.name,
     minimum_interval_seconds=FOLLOW_SECONDS,
-    default_status=DefaultSensorStatus.RUNNING,
+    default_status=ALERTS_BY_DEFAULT,
     description=(
-        "Alerts to COINSUM_ALERT_WEBHOOK (off while it is empty): the basket sum crossing a level "
+        "Alerts to COINSUM_ALERT_WEBHOOK (stopped by default while it is empty, and skips while "
+        "it is): the basket sum crossing a level "
         "of COINSUM_ALERT_LEVELS, moving more than COINSUM_ALERT_MOVE_PCT points in one slot, a "
         f"new slot incomplete, or the newest slot not stored {OVERDUE_AFTER.seconds // 60} minutes "
         "after it starts. One deliver_alert run per alert, each alert once; a failed delivery "

@@ -53,9 +53,10 @@ def code_server_address() -> tuple[str, int]:
 def serve_command(service: str, home: Path, host: str, port: int) -> list[str]:
     """The production service ``service`` (``code``, ``webserver`` or ``daemon``); the
     webserver listens on ``host``:``port``, and it and the daemon load coinsum's code from
-    the code server (the workspace file ``code_workspace`` writes)."""
-    bin_dir = Path(sys.executable).parent
+    the code server (the workspace file ``code_workspace`` writes), watching it for restarts
+    every 10 s (``code_watch.py``)."""
     if service == "code":
+        bin_dir = Path(sys.executable).parent
         code_host, code_port = code_server_address()
         return [
             str(bin_dir / "dagster"),
@@ -63,9 +64,10 @@ def serve_command(service: str, home: Path, host: str, port: int) -> list[str]:
             *("--location-name", LOCATION, "-h", code_host, "-p", str(code_port)),
         ]
     workspace = ["-w", str(home / "workspace.yaml")]
+    watching = [sys.executable, "-m", "coinsum_pipeline.instance.code_watch"]
     if service == "webserver":
-        return [str(bin_dir / "dagster-webserver"), *workspace, "-h", host, "-p", str(port)]
-    return [str(bin_dir / "dagster-daemon"), "run", *workspace]
+        return [*watching, "dagster-webserver", *workspace, "-h", host, "-p", str(port)]
+    return [*watching, "dagster-daemon", "run", *workspace]
 
 
 def code_server_health_check() -> list[str]:
