@@ -1,12 +1,13 @@
 """Idle cost: production's services with nothing due, their CPU and memory over a window.
 
-A new instance (PostgreSQL, as production) and DuckDB file; today so far backfilled from the
+A new instance (PostgreSQL through PgBouncer, as production; ``--direct``: PostgreSQL's own
+socket) and DuckDB file; today so far backfilled from the
 stand-in OKX (on the real clock, in this process); what collects on the clock turned off (the
 live schedule, the re-collections, gap repair: nothing is due); then ``coinsum serve`` for each
 service, as the systemd units run them. After a minute's warm-up, the window: the CPU seconds
 of every service's process tree (a process that ended inside it counts through its parent),
 the resident memory of the trees (sampled every 5 s; the peak), and how many processes came
-and went.
+and went; and the CPU of PostgreSQL (every connection's process) and PgBouncer answering them.
 
     .venv/bin/python bench/idle.py                        # 600 s, every service coinsum has
     .venv/bin/python bench/idle.py --seconds 120 --services webserver,daemon
@@ -26,7 +27,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from postgres import drop_database, new_database
+from postgres import drop_database, new_database, pooled
 
 from coinsum_pipeline.core.slots import BEIJING
 from coinsum_pipeline.okx.fake import FakeOKX
@@ -105,6 +106,9 @@ def main() -> None:
     parser.add_argument(
         "--port", type=int, default=3100, help="the webserver's; the board's is the next one"
     )
+    parser.add_argument(
+        "--direct", action="store_true", help="PostgreSQL's own socket, without PgBouncer"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="coinsum-idle-"))
     okx = FakeOKX()
@@ -121,7 +125,12 @@ def main() -> None:
     database, env["COINSUM_PG_URL"] = new_database("coinsum_idle")
     log = (work / "services.log").open("w")
     started: list[subprocess.Popen] = []
+    pooler = contextlib.ExitStack()
     try:
+        poolers = []
+        if not args.direct:
+            env["COINSUM_PG_URL"], process = pooler.enter_context(pooled(env["COINSUM_PG_URL"]))
+            poolers.append(process.pid)
         subprocess.run(
             [COINSUM, "backfill", "--from", today, "--to", today],
             env=env,
@@ -142,7 +151,7 @@ def main() -> None:
             )
         roots = [proc.pid for proc in started]
         time.sleep(60)
-        first, server_first = trees(roots), trees([postmaster()])
+        first, server_first = trees(roots), trees([postmaster(), *poolers])
         seen, peak = set(first), sum(pages for _, _, pages in first.values())
         end = time.monotonic() + args.seconds
         while time.monotonic() < end:
@@ -150,7 +159,7 @@ def main() -> None:
             now = trees(roots)
             seen |= set(now)
             peak = max(peak, sum(pages for _, _, pages in now.values()))
-        last, server_last = trees(roots), trees([postmaster()])
+        last, server_last = trees(roots), trees([postmaster(), *poolers])
         # A process alive at both ends counts its difference; one that ended inside the
         # window counts through its parent's children's ticks.
         cpu = (sum(t for _, t, _ in last.values()) - sum(t for _, t, _ in first.values())) / TICKS
@@ -168,7 +177,8 @@ def main() -> None:
         server = sum(t for _, t, _ in server_last.values()) - sum(
             t for _, t, _ in server_first.values()
         )
-        print(f"PostgreSQL, answering them: {server / TICKS / args.seconds:.1%} of a core")
+        answering = "PostgreSQL" + ("" if args.direct else " and PgBouncer")
+        print(f"{answering}, answering them: {server / TICKS / args.seconds:.1%} of a core")
         resident = sum(pages for *_, pages in last.values()) * PAGE / 2**20
         print(f"memory (resident, every process) {resident:.0f} MiB at the end, ", end="")
         print(f"{peak * PAGE / 2**20:.0f} MiB at the peak")
@@ -184,6 +194,7 @@ def main() -> None:
             with contextlib.suppress(ProcessLookupError):  # an earlier coinsum's leftovers
                 os.killpg(proc.pid, signal.SIGKILL)
         okx.stop()
+        pooler.close()
         drop_database(database)
 
 

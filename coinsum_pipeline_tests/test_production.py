@@ -1,5 +1,6 @@
 """Production: Dagster's three services (the commands the systemd units in ``deploy/`` run: the
-code server, the webserver and the daemon) on a PostgreSQL instance. A backfill launched as the
+code server, the webserver and the daemon) on a PostgreSQL instance, reached through PgBouncer
+set up as ``deploy/pgbouncer.ini`` sets it up. A backfill launched as the
 UI launches it, the code server's whole unit killed (SIGKILL to every process of it, a run's
 worker included) in the middle of a run and started again: every slot ends exact, no run stays
 "started", the okx pool is free. And SIGTERM stops each service within 10 seconds, leaving no
@@ -14,7 +15,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
+import psycopg2
 import pytest
 from dagster import DagsterRunStatus, RunsFilter
 
@@ -61,11 +64,27 @@ def kill_unit(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def pooled_transactions(url: str) -> int:
+    """How many transactions PgBouncer (the socket in ``url``) has passed to ``url``'s database,
+    from its admin console's statistics."""
+    query = parse_qs(urlsplit(url).query)
+    database = urlsplit(url).path.lstrip("/")
+    console = psycopg2.connect(dbname="pgbouncer", host=query["host"][0], port=query["port"][0])
+    console.autocommit = True
+    with console.cursor() as cursor:
+        cursor.execute("SHOW STATS")
+        columns = [column.name for column in cursor.description]
+        stats = [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+    console.close()
+    return sum(row["total_xact_count"] for row in stats if row["database"] == database)
+
+
 def test_services_on_postgres_survive_a_killed_code_server_and_stop_on_sigterm(
-    pg_pipeline: Pipeline, tmp_path: Path
+    pg_pipeline: Pipeline, pooled_postgres_url: str, tmp_path: Path
 ) -> None:
-    instance = pg_pipeline.instance
+    instance = pg_pipeline.instance  # this process's: on PostgreSQL's own socket
     env = os.environ.copy()  # the fixture's: this instance, DuckDB file, fake OKX, Postgres
+    env["COINSUM_PG_URL"] = pooled_postgres_url  # the services': through the pooler
     turn_off_live_collection(env)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -115,6 +134,7 @@ def test_services_on_postgres_survive_a_killed_code_server_and_stop_on_sigterm(
         ) in log.read_text()
         assert assert_values_exact(pg_pipeline) == 48 * 27
         assert not instance.event_log_storage.get_concurrency_info("okx").claimed_slots
+        assert pooled_transactions(pooled_postgres_url) > 1000  # the services went through it
         # The export sensor starts its runs after the slots land: they finish, none stays started.
         unfinished = RunsFilter(
             statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
