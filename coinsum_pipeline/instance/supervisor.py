@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -110,10 +111,26 @@ class Supervisor:
                 time.sleep(1)
             if main.poll() is None and self.stop_signal is None:
                 self._close_runs_left_started()
-        while main.poll() is None and self.stop_signal is None:
-            time.sleep(0.2)
+        self._sleep_until_told(main)
         self.stop()
         return 0 if self.stop_signal is not None else main.returncode
+
+    def _sleep_until_told(self, main: subprocess.Popen) -> None:
+        """Until ``main`` ends or a stop signal comes, asleep: a service's supervisor runs for
+        months, and waking to look five times a second cost more than the daemon's own queue.
+        A signal writes to the "wakeup" pipe (the C-level handler, before ours runs), and the
+        end of ``main`` makes its pidfd readable (Linux; elsewhere, a look every 0.2 s)."""
+        read, write = os.pipe()
+        os.set_blocking(write, False)
+        previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        ended = [os.pidfd_open(main.pid)] if hasattr(os, "pidfd_open") else []
+        try:
+            while main.poll() is None and self.stop_signal is None:
+                select.select([read, *ended], [], [], None if ended else 0.2)
+        finally:
+            signal.set_wakeup_fd(previous)
+            for fd in (read, write, *ended):
+                os.close(fd)
 
     def stop(self) -> None:
         """Stop the children as described above, and forget them; returns when none of their
