@@ -4,7 +4,8 @@ the readers' snapshot, its day's exports were written, and its alert arrived.
 
 What runs is what production runs: ``coinsum serve code`` and ``coinsum serve daemon`` (no
 ``dagster dev``) on a new
-instance (PostgreSQL by default, as production; ``--storage sqlite`` for SQLite files), with
+instance (PostgreSQL through PgBouncer by default, as production; ``--storage sqlite`` for
+SQLite files), with
 the stand-in OKX in this process on the real clock, one coin's first trade in each slot coming
 late (``--late TAO=4``: the live run waits for it), and a webhook receiver here that records
 when each alert arrives (``COINSUM_ALERT_MOVE_PCT`` tiny, so every slot's move is an alert).
@@ -23,6 +24,7 @@ start (:00 or :30 Beijing) to the first poll that saw it (polled every 0.2 s).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -36,7 +38,7 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from postgres import drop_database, new_database
+from postgres import drop_database, new_database, pooled
 
 from coinsum_pipeline.core.basket import DEFAULT_COINS, swap_inst_id
 from coinsum_pipeline.core.slots import BEIJING, SLOT, current_slot, day_start, epoch_ms
@@ -130,8 +132,10 @@ def main() -> None:
         "COINSUM_ALERT_MOVE_PCT": "0.000001",
     }
     database = None
+    pooler = contextlib.ExitStack()
     if args.storage == "postgres":
-        database, env["COINSUM_PG_URL"] = new_database("coinsum_live")
+        database, direct = new_database("coinsum_live")
+        env["COINSUM_PG_URL"], _ = pooler.enter_context(pooled(direct))
     log = (work / "services.log").open("w")
     services = [
         subprocess.Popen(
@@ -182,6 +186,7 @@ def main() -> None:
             service.send_signal(signal.SIGTERM)
             service.wait()
         okx.stop()
+        pooler.close()
         if database:
             drop_database(database)
 

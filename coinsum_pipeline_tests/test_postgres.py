@@ -8,7 +8,14 @@ from collections.abc import Callable
 from datetime import date, datetime
 
 import pytest
-from dagster import AssetKey, build_schedule_context, build_sensor_context
+import sqlalchemy
+from dagster import (
+    AssetKey,
+    DagsterRunStatus,
+    RunsFilter,
+    build_schedule_context,
+    build_sensor_context,
+)
 from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage
 
 from coinsum_pipeline.backfill import backfill, run_slots
@@ -16,6 +23,7 @@ from coinsum_pipeline.core.slots import epoch_ms, slot_of_key
 from coinsum_pipeline.definitions import defs
 from coinsum_pipeline.defs.resources import build_resources
 from coinsum_pipeline.defs.sensors import gap_repair
+from coinsum_pipeline.instance.postgres_storage import RunStorage, ScheduleStorage
 from coinsum_pipeline_tests.helpers import Pipeline, assert_values_exact, beijing
 
 pytestmark = pytest.mark.postgres
@@ -52,3 +60,25 @@ def test_the_live_schedules_run_and_gap_repairs_tick_on_postgres(
     repaired = [r.partition_key_range or (r.partition_key,) * 2 for r in result.run_requests]
     assert repaired == [("2026-01-08-04:00", "2026-01-10-03:00")]
     assert assert_values_exact(pg_pipeline) == 27
+
+
+def test_the_storages_ask_whether_their_tables_are_migrated_once(pg_pipeline: Pipeline) -> None:
+    """The daemon reads the sensors' state every few seconds and the run queue reads runs
+    every two: after the first read, each is one connection, not two or four."""
+    instance = pg_pipeline.instance
+    opened: list[str] = []
+    for name, storage in (("runs", instance.run_storage), ("schedules", instance.schedule_storage)):
+        assert isinstance(storage, (RunStorage, ScheduleStorage))
+        sqlalchemy.event.listen(storage._engine, "connect", lambda *_, n=name: opened.append(n))
+    reads = [
+        lambda: instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.QUEUED])),
+        lambda: instance.all_instigator_state(),
+    ]
+    for read in reads:
+        read()
+    first = list(opened)
+    opened.clear()
+    for read in reads:
+        read()
+    assert first.count("runs") > 1 and first.count("schedules") > 1  # the questions, then the read
+    assert opened == ["runs", "schedules"]  # the read alone
