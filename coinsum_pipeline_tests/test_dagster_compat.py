@@ -8,8 +8,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterEventType
@@ -124,24 +125,34 @@ def test_a_partitions_latest_materialization_is_found_for_a_check_result(
     assert dagster_compat.latest_materializations(pipeline.instance, AssetKey("x"), []) == {}
 
 
-def test_the_code_server_watch_asks_as_often_as_code_watch_sets(
+def test_the_code_server_watch_waits_as_long_as_code_watch_sets(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The watch the webserver and the daemon start on a gRPC code location: every second as
-    Dagster ships it, every ``WATCH_SECONDS`` once ``code_watch`` has set it."""
+    """The watch the webserver and the daemon start on a gRPC code location asks the server for
+    its id, then waits: a second as Dagster ships it, ``WATCH_SECONDS`` once ``code_watch`` has
+    set it. Its wait is recorded and ends the watch, so no clock is waited on."""
+    from dagster._grpc import server_watcher
     from dagster._grpc.client import DagsterGrpcClient
-    from dagster._grpc.server_watcher import create_grpc_watch_thread
 
-    asked: list[float] = []
+    waited: list[float] = []
 
     class Server(DagsterGrpcClient):  # the same server all along: nothing to reload
         def get_server_id(self, timeout: int | None = None) -> str:
-            asked.append(time.monotonic())
             return "the-server"
 
-    def asks_in(seconds: float) -> int:
-        asked.clear()
-        stop, watch = create_grpc_watch_thread(
+    class Shutdown(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waited.append(timeout)
+            self.set()
+            return True
+
+    monkeypatch.setattr(  # the watch's own shutdown event only
+        server_watcher, "threading", SimpleNamespace(Event=Shutdown, Thread=threading.Thread)
+    )
+
+    def wait_of_a_watch() -> float:
+        waited.clear()
+        _, watch = server_watcher.create_grpc_watch_thread(
             "coinsum",
             Server(port=1),
             get_location_entry=lambda _: None,
@@ -152,17 +163,14 @@ def test_the_code_server_watch_asks_as_often_as_code_watch_sets(
             on_error=lambda _: None,
         )
         watch.start()
-        time.sleep(seconds)
-        stop.set()
         watch.join()
-        return len(asked)
+        (seconds,) = waited
+        return seconds
 
-    assert asks_in(2.5) == 3  # at 0, 1 and 2 s
-    from dagster._grpc import server_watcher
-
+    assert wait_of_a_watch() == 1
     monkeypatch.setattr(server_watcher, "WATCH_INTERVAL", server_watcher.WATCH_INTERVAL)
     code_watch.watch_less_often()
-    assert asks_in(2.5) == 1
+    assert wait_of_a_watch() == code_watch.WATCH_SECONDS
 
 
 def test_the_daemon_looks_for_runs_to_retry_as_often_as_coinsum_sets(tmp_path: Path) -> None:
