@@ -117,7 +117,7 @@ class Supervisor:
 
     def _sleep_until_told(self, main: subprocess.Popen) -> None:
         """Until ``main`` ends or a stop signal comes, asleep: a service's supervisor runs for
-        months, and waking to look five times a second cost more than the daemon's own queue.
+        months, and waking five times a second to look cost CPU all along (operations.md#idle).
         A signal writes to the "wakeup" pipe (the C-level handler, before ours runs), and the
         end of ``main`` makes its pidfd readable (Linux; elsewhere, a look every 0.2 s)."""
         read, write = os.pipe()
