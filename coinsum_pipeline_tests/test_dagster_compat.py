@@ -5,7 +5,6 @@ daemon's turns (``instance/daemon.py``) are checked by every test that takes the
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import threading
@@ -19,7 +18,7 @@ from coinsum_pipeline.backfill import run_slots
 from coinsum_pipeline.core.slots import slot_key, slots_in
 from coinsum_pipeline.definitions import build_defs
 from coinsum_pipeline.defs import dagster_compat
-from coinsum_pipeline.instance import code_watch, home, storage
+from coinsum_pipeline.instance import code_watch, storage
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 
@@ -171,25 +170,3 @@ def test_the_code_server_watch_waits_as_long_as_code_watch_sets(
     monkeypatch.setattr(server_watcher, "WATCH_INTERVAL", server_watcher.WATCH_INTERVAL)
     code_watch.watch_less_often()
     assert wait_of_a_watch() == code_watch.WATCH_SECONDS
-
-
-def test_the_daemon_looks_for_runs_to_retry_as_often_as_coinsum_sets(tmp_path: Path) -> None:
-    """Every coinsum command sets the interval in the environment that the daemon it starts
-    inherits (``home.py``); Dagster reads it as the daemon's module loads."""
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from coinsum_pipeline.instance.home import dagster_home; dagster_home(); "
-            "from dagster._daemon.auto_run_reexecution.event_log_consumer import "
-            "EventLogConsumerDaemon; print(EventLogConsumerDaemon().interval_seconds)",
-        ],
-        env={
-            **{k: v for k, v in os.environ.items() if not k.startswith("DAGSTER_EVENT_LOG")},
-            "DAGSTER_HOME": str(tmp_path),
-        },
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert shown.stdout.split() == [home.RETRY_LOOK_SECONDS]

@@ -13,8 +13,6 @@ from coinsum_pipeline.settings import PROJECT_ROOT, value
 
 # More than a run's slots (288), so a run's materializations are one batch.
 EVENT_BATCH_SIZE = "1000"
-# How often the daemon looks for runs that failed, to retry them (Dagster looks every 5 s).
-RETRY_LOOK_SECONDS = "30"
 
 
 def dagster_home() -> Path:
@@ -29,10 +27,6 @@ def dagster_home() -> Path:
     # is set (it is off by default): PostgreSQL writes them in one insert instead of one each,
     # SQLite one by one as before. The processes started from here inherit it.
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
-    # Each look is a query, around the clock, for what happens a few times a year (a run's
-    # process killed); a crashed slot's retry then starts within half a minute, and gap repair
-    # and the re-collections stand behind it. Dagster reads this when its daemon starts.
-    os.environ.setdefault("DAGSTER_EVENT_LOG_CONSUMER_DAEMON_INTERVAL_SECONDS", RETRY_LOOK_SECONDS)
     return home
 
 
