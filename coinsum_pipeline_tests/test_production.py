@@ -1,10 +1,10 @@
 """Production: Dagster's three services (the commands the systemd units in ``deploy/`` run: the
 code server, the webserver and the daemon) on a PostgreSQL instance, reached through PgBouncer
-set up as ``deploy/pgbouncer.ini`` sets it up. A backfill launched as the
-UI launches it, the code server's whole unit killed (SIGKILL to every process of it, a run's
-worker included) in the middle of a run and started again: every slot ends exact, no run stays
-"started", the okx pool is free. And SIGTERM stops each service within 10 seconds, leaving no
-process of it behind."""
+set up as ``deploy/pgbouncer.ini`` sets it up. A backfill launched as the UI launches it, the
+code server's whole unit killed (SIGKILL to every process of it, a run's worker included) in the
+middle of a run and started again once the backfill daemon has looked without it: every slot
+ends exact, no run stays "started", the okx pool is free. And SIGTERM stops each service within
+10 seconds, leaving no process of it behind."""
 
 from __future__ import annotations
 
@@ -112,6 +112,16 @@ def test_services_on_postgres_survive_a_killed_code_server_and_stop_on_sigterm(
         assert instance.get_run_by_id(killed.dagster_run.run_id).status == (
             DagsterRunStatus.STARTED
         ), "what a killed code server leaves: a run nobody finishes"
+        # The backfill daemon (every 30 s) looks while no code server answers: the backfill
+        # waits for it instead of being failed for good.
+        wait_for(
+            "the backfill daemon to put the backfill off until the code server is back",
+            60,
+            lambda: any(
+                said in log.read_text()
+                for said in ("will resume once it is available", "server and will retry")
+            ),
+        )
 
         code = start_service([COINSUM, "serve", "code"], env, log)
         wait_for_backfill(url, backfill_id, seconds=240)

@@ -27,6 +27,11 @@ def dagster_home() -> Path:
     # is set (it is off by default): PostgreSQL writes them in one insert instead of one each,
     # SQLite one by one as before. The processes started from here inherit it.
     os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", EVENT_BATCH_SIZE)
+    # A backfill the daemon looks at while the code server restarts would otherwise be failed
+    # for good ("Asset basket_slots existed at storage-time, but no longer does"): with this
+    # Dagster pauses it until the code location loads again. It still fails a backfill whose
+    # assets are really gone from a code location that loads.
+    os.environ.setdefault("DAGSTER_BACKFILL_RETRY_DEFINITION_CHANGED_ERROR", "1")
     return home
 
 
