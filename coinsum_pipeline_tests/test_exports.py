@@ -47,6 +47,10 @@ DAY = "2026-02-17"  # not the first user's days: the ready queries must answer o
 GAP = (beijing(f"{DAY} 04:00"), beijing(f"{DAY} 05:00"))  # ETH: 3 slots without candle
 
 
+# The tests that read it run on one worker, which builds it once (scripts/test: --dist loadgroup).
+READS_ONE_DAY = pytest.mark.xdist_group("one_day")
+
+
 @pytest.fixture(scope="module")
 def one_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     """A day backfilled once through the CLI (which exports it), with a gap and an unknown
@@ -70,6 +74,7 @@ def one_day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
 
 
 @pytest.mark.slow
+@READS_ONE_DAY
 def test_day_exports_match_the_database_with_specs_headers(one_day: Pipeline) -> None:
     folder = one_day.exports / DAY
     for kind, columns in HEADERS.items():
@@ -128,6 +133,7 @@ def day_export_metadata(instance: DagsterInstance, day: str) -> dict:
     return result.records[0].asset_materialization.metadata
 
 
+@READS_ONE_DAY
 def test_day_export_metadata_shows_counts_previews_and_sums(one_day: Pipeline) -> None:
     meta = day_export_metadata(one_day.instance, DAY)
     assert meta["full_rows"].value == 48 * 3 - 3 and meta["missing_rows"].value == 51
@@ -186,6 +192,7 @@ def test_day_table_reads_at_native_size_at_any_number_of_slots() -> None:
         assert all(t in labels for t in times), "every slot's time"
 
 
+@READS_ONE_DAY
 def test_views_answer_the_common_questions(one_day: Pipeline) -> None:
     q = one_day.query
     assert q("SELECT count(*) FROM day_table") == [(48,)]
@@ -201,6 +208,7 @@ def test_views_answer_the_common_questions(one_day: Pipeline) -> None:
     assert q("SELECT count(*), min(slot_time) FROM latest_slot") == [(3, "23:30")]
 
 
+@READS_ONE_DAY
 def test_status_and_range_export_commands(
     one_day: Pipeline, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -225,6 +233,7 @@ def test_status_and_range_export_commands(
     assert not empty.exists(), "no 0-row files"
 
 
+@READS_ONE_DAY
 def test_backfill_prints_a_progress_bar(one_day: Pipeline) -> None:
     assert "[########################] 48/48 slots (100%)" in one_day.printed
 
@@ -251,6 +260,7 @@ def test_sensor_requests_exports_for_exactly_the_days_whose_slots_changed(
     assert requested() == set(), "exported days are not asked for again"
 
 
+@READS_ONE_DAY
 def test_every_ready_query_in_the_docs_answers_its_question(one_day: Pipeline) -> None:
     """The ready queries of docs/sql.md on the day of ``one_day`` (BTC, ETH, SOL, NOPE; ETH
     without candles 04:00 to 05:00): each one's answer, as far as the day decides it."""
@@ -275,6 +285,7 @@ def test_every_ready_query_in_the_docs_answers_its_question(one_day: Pipeline) -
     assert weeks[0][2] == 1
 
 
+@READS_ONE_DAY
 def test_breadth_in_sql_and_the_sum_csv_is_what_the_prices_say(one_day: Pipeline) -> None:
     by_slot: dict[str, dict[str, float]] = defaultdict(dict)
     for time, coin, pct in one_day.query("SELECT slot_time, coin, pct_change FROM coin_prices"):
@@ -316,6 +327,7 @@ def test_breadth_in_sql_and_the_sum_csv_is_what_the_prices_say(one_day: Pipeline
 
 
 @pytest.mark.parametrize(("colors", "up_is"), [("cn", "red"), ("west", "green"), ("WEST", "green")])
+@READS_ONE_DAY
 def test_pictures_colour_up_by_the_chosen_convention(
     one_day: Pipeline,
     tmp_path: Path,
@@ -335,6 +347,7 @@ def test_pictures_colour_up_by_the_chosen_convention(
     assert counts[up_is] > 10 * max(counts["red" if up_is == "green" else "green"], 1), counts
 
 
+@READS_ONE_DAY
 def test_an_unknown_colour_convention_is_refused_naming_the_known_ones(
     one_day: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
