@@ -35,6 +35,7 @@ from coinsum_pipeline.defs.resources import AlertSettingError, resolved
 from coinsum_pipeline.demo import DEMO_DAYS, DEMO_FOLDER, run_demo
 from coinsum_pipeline.instance.home import dagster_home
 from coinsum_pipeline.instance.services import (
+    WATCH_SECONDS,
     board_command,
     code_server_health_check,
     code_workspace,
@@ -472,6 +473,8 @@ def _serve(service: str, host: str, port: int | None) -> int:
         home,
         runs_home=home if code else None,
         ready=code_server_health_check() if code else None,
+        # The webserver and daemon already running take the new server at their next look.
+        settle_seconds=2 * WATCH_SECONDS if code else 0,
     )
 
 

@@ -21,7 +21,7 @@ from importlib.metadata import entry_points
 
 import dagster._grpc.server_watcher as server_watcher
 
-WATCH_SECONDS = 10
+from coinsum_pipeline.instance.services import WATCH_SECONDS
 
 
 def watch_less_often() -> None:

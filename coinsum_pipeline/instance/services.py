@@ -50,11 +50,15 @@ def code_server_address() -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+# How often the webserver and the daemon look for a restarted code server (``code_watch.py``).
+WATCH_SECONDS = 10
+
+
 def serve_command(service: str, home: Path, host: str, port: int) -> list[str]:
     """The production service ``service`` (``code``, ``webserver`` or ``daemon``); the
     webserver listens on ``host``:``port``, and it and the daemon load coinsum's code from
     the code server (the workspace file ``code_workspace`` writes), watching it for restarts
-    every 10 s (``code_watch.py``)."""
+    every ``WATCH_SECONDS``."""
     if service == "code":
         bin_dir = Path(sys.executable).parent
         code_host, code_port = code_server_address()

@@ -61,19 +61,25 @@ class Supervisor:
     home), the runs whose worker is gone are closed before the children start (a predecessor's,
     killed) and after they stop (a run killed mid-way), so none holds the okx pool; run retries
     collect them again once Dagster runs again. With ``ready`` (a command that succeeds once the
-    children serve), the predecessor's are closed only then: closing one starts its retry at once
-    in a running daemon, and a retry that cannot reach the code server is given up for good.
+    children serve), the predecessor's are closed only then, and ``settle_seconds`` later: closing
+    one starts its retry at once in a running daemon, and a retry asked of a daemon that does not
+    see the code server yet (it looks for a restarted one only now and then) is given up for good.
     Processes a child leaves behind become this process's children (Linux's "child
     subreaper"), so it can wait until none is left."""
 
     def __init__(
-        self, name: str, runs_home: Path | None = None, ready: Sequence[str] | None = None
+        self,
+        name: str,
+        runs_home: Path | None = None,
+        ready: Sequence[str] | None = None,
+        settle_seconds: float = 0,
     ) -> None:
         self.name = name
         self.children: list[subprocess.Popen] = []
         self.stop_signal: int | None = None
         self._runs_home = runs_home
         self._ready = list(ready) if ready else None
+        self._settle_seconds = settle_seconds
         if self._ready is None:
             self._close_runs_left_started()
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -109,24 +115,32 @@ class Supervisor:
                 and self.stop_signal is None
             ):
                 time.sleep(1)
+            self._sleep_until_told(main, self._settle_seconds)
             if main.poll() is None and self.stop_signal is None:
                 self._close_runs_left_started()
         self._sleep_until_told(main)
         self.stop()
         return 0 if self.stop_signal is not None else main.returncode
 
-    def _sleep_until_told(self, main: subprocess.Popen) -> None:
-        """Until ``main`` ends or a stop signal comes, asleep: a service's supervisor runs for
-        months, and waking five times a second to look cost CPU all along (operations.md#idle).
-        A signal writes to the "wakeup" pipe (the C-level handler, before ours runs), and the
-        end of ``main`` makes its pidfd readable (Linux; elsewhere, a look every 0.2 s)."""
+    def _sleep_until_told(self, main: subprocess.Popen, seconds: float | None = None) -> None:
+        """Until ``main`` ends, a stop signal comes or ``seconds`` pass, asleep: a service's
+        supervisor runs for months, and waking five times a second to look cost CPU all along
+        (operations.md#idle). A signal writes to the "wakeup" pipe (the C-level handler, before
+        ours runs), and the end of ``main`` makes its pidfd readable (Linux; elsewhere, a look
+        every 0.2 s)."""
         read, write = os.pipe()
         os.set_blocking(write, False)
         previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
         ended = [os.pidfd_open(main.pid)] if hasattr(os, "pidfd_open") else []
+        deadline = None if seconds is None else time.monotonic() + seconds
         try:
             while main.poll() is None and self.stop_signal is None:
-                select.select([read, *ended], [], [], None if ended else 0.2)
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return
+                if not ended:  # no pidfd: a look every 0.2 s
+                    left = 0.2 if left is None else min(left, 0.2)
+                select.select([read, *ended], [], [], left)
         finally:
             signal.set_wakeup_fd(previous)
             for fd in (read, write, *ended):
@@ -237,10 +251,11 @@ def supervise(
     cwd: str | None,
     runs_home: str | None,
     ready: Sequence[str] | None = None,
+    settle_seconds: float = 0,
 ) -> int:
     """Run ``commands`` under a ``Supervisor`` until the last one ends or a stop is asked; its
     exit code (0 when stopped)."""
-    supervisor = Supervisor(name, Path(runs_home) if runs_home else None, ready)
+    supervisor = Supervisor(name, Path(runs_home) if runs_home else None, ready, settle_seconds)
     children = [supervisor.start(command, os.environ, cwd) for command in commands]
     return supervisor.run(children[-1])
 
@@ -252,6 +267,7 @@ def exec_supervisor(
     cwd: Path,
     runs_home: Path | None,
     ready: Sequence[str] | None = None,
+    settle_seconds: float = 0,
 ) -> NoReturn:
     """Replace this process with a light one running ``supervise`` (see above), the
     ``commands`` to run in ``env``."""
@@ -262,6 +278,7 @@ def exec_supervisor(
             "cwd": str(cwd),
             "runs_home": str(runs_home) if runs_home else None,
             "ready": list(ready) if ready else None,
+            "settle_seconds": settle_seconds,
         }
     )
     sys.stdout.flush()
