@@ -27,9 +27,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from postgres import drop_database, new_database, pooled
+from postgres import drop_database, new_database
 
 from coinsum_pipeline.core.slots import BEIJING
+from coinsum_pipeline.instance.pgbouncer import trial_pgbouncer
 from coinsum_pipeline.okx.fake import FakeOKX
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,12 +126,13 @@ def main() -> None:
     database, env["COINSUM_PG_URL"] = new_database("coinsum_idle")
     log = (work / "services.log").open("w")
     started: list[subprocess.Popen] = []
-    pooler = contextlib.ExitStack()
+    pooling = contextlib.ExitStack()  # stopped after the services
     try:
-        poolers = []
+        answering = [postmaster()]  # PostgreSQL, and PgBouncer in front of it
         if not args.direct:
-            env["COINSUM_PG_URL"], process = pooler.enter_context(pooled(env["COINSUM_PG_URL"]))
-            poolers.append(process.pid)
+            url = env["COINSUM_PG_URL"]
+            env["COINSUM_PG_URL"], pooler = pooling.enter_context(trial_pgbouncer(url))
+            answering.append(pooler)
         subprocess.run(
             [COINSUM, "backfill", "--from", today, "--to", today],
             env=env,
@@ -151,7 +153,7 @@ def main() -> None:
             )
         roots = [proc.pid for proc in started]
         time.sleep(60)
-        first, server_first = trees(roots), trees([postmaster(), *poolers])
+        first, server_first = trees(roots), trees(answering)
         seen, peak = set(first), sum(pages for _, _, pages in first.values())
         end = time.monotonic() + args.seconds
         while time.monotonic() < end:
@@ -159,7 +161,7 @@ def main() -> None:
             now = trees(roots)
             seen |= set(now)
             peak = max(peak, sum(pages for _, _, pages in now.values()))
-        last, server_last = trees(roots), trees([postmaster(), *poolers])
+        last, server_last = trees(roots), trees(answering)
         # A process alive at both ends counts its difference; one that ended inside the
         # window counts through its parent's children's ticks.
         cpu = (sum(t for _, t, _ in last.values()) - sum(t for _, t, _ in first.values())) / TICKS
@@ -177,8 +179,8 @@ def main() -> None:
         server = sum(t for _, t, _ in server_last.values()) - sum(
             t for _, t, _ in server_first.values()
         )
-        answering = "PostgreSQL" + ("" if args.direct else " and PgBouncer")
-        print(f"{answering}, answering them: {server / TICKS / args.seconds:.1%} of a core")
+        servers = "PostgreSQL" + ("" if args.direct else " and PgBouncer")
+        print(f"{servers}, answering them: {server / TICKS / args.seconds:.1%} of a core")
         resident = sum(pages for *_, pages in last.values()) * PAGE / 2**20
         print(f"memory (resident, every process) {resident:.0f} MiB at the end, ", end="")
         print(f"{peak * PAGE / 2**20:.0f} MiB at the peak")
@@ -194,7 +196,7 @@ def main() -> None:
             with contextlib.suppress(ProcessLookupError):  # an earlier coinsum's leftovers
                 os.killpg(proc.pid, signal.SIGKILL)
         okx.stop()
-        pooler.close()
+        pooling.close()
         drop_database(database)
 
 

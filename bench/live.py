@@ -38,10 +38,11 @@ from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from postgres import drop_database, new_database, pooled
+from postgres import drop_database, new_database
 
 from coinsum_pipeline.core.basket import DEFAULT_COINS, swap_inst_id
 from coinsum_pipeline.core.slots import BEIJING, SLOT, current_slot, day_start, epoch_ms
+from coinsum_pipeline.instance.pgbouncer import trial_pgbouncer
 from coinsum_pipeline.okx.fake import FakeOKX, synthetic_price
 from coinsum_pipeline.warehouse.database import Snapshot, StorageError
 
@@ -135,7 +136,7 @@ def main() -> None:
     pooler = contextlib.ExitStack()
     if args.storage == "postgres":
         database, direct = new_database("coinsum_live")
-        env["COINSUM_PG_URL"], _ = pooler.enter_context(pooled(direct))
+        env["COINSUM_PG_URL"], _ = pooler.enter_context(trial_pgbouncer(direct))
     log = (work / "services.log").open("w")
     services = [
         subprocess.Popen(

@@ -3,17 +3,8 @@ Unix socket (``scripts/postgres`` installs and starts it)."""
 
 from __future__ import annotations
 
-import getpass
 import os
-import re
-import shutil
-import subprocess
-import tempfile
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import psycopg2
 
@@ -41,33 +32,6 @@ def new_database(prefix: str) -> tuple[str, str]:
 def drop_database(name: str) -> None:
     """Drop a database ``new_database`` made, once its instance is closed."""
     _as_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
-def pooled(url: str) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``url`` (a ``new_database``'s) through PgBouncer set up as production's
-    (``deploy/pgbouncer.ini``), on a socket of its own; the URL and PgBouncer's process. As
-    root, PgBouncer (which refuses root) runs as ``postgres`` and logs in as that role."""
-    runs_as = "postgres" if os.geteuid() == 0 else getpass.getuser()
-    folder = Path(tempfile.mkdtemp(prefix="coinsum-pgbouncer-"))
-    shutil.chown(folder, runs_as)
-    deploy = Path(__file__).resolve().parent.parent / "deploy/pgbouncer.ini"
-    config = re.sub(
-        r"(?m)^coinsum_dagster = .*$",
-        f"* = host={SOCKET} user={runs_as}",
-        re.sub(r"(?m)^unix_socket_dir = .*$", f"unix_socket_dir = {folder}", deploy.read_text()),
-    )
-    (folder / "pgbouncer.ini").write_text(config)
-    user = ["-u", runs_as] if os.geteuid() == 0 else []
-    pooler = subprocess.Popen(["/usr/sbin/pgbouncer", *user, str(folder / "pgbouncer.ini")])
-    try:
-        while not (folder / ".s.PGSQL.6432").exists():
-            time.sleep(0.1)
-        yield url.replace(f"host={SOCKET}", f"host={folder}&port=6432"), pooler
-    finally:
-        pooler.terminate()
-        pooler.wait()
-        shutil.rmtree(folder)
 
 
 def database_bytes(name: str) -> int:

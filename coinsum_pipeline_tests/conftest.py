@@ -6,12 +6,7 @@ fake server, so no test can reach the real OKX even by mistake.
 
 from __future__ import annotations
 
-import getpass
 import os
-import re
-import shutil
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,10 +25,10 @@ from coinsum_pipeline.instance.daemon import (
     daemon_in_process,
     use_fork_launcher,
 )
+from coinsum_pipeline.instance.pgbouncer import PGBOUNCER, trial_pgbouncer
 from coinsum_pipeline.okx.fake import FakeOKX
-from coinsum_pipeline.settings import PROJECT_ROOT
 from coinsum_pipeline_tests.browser import free_port
-from coinsum_pipeline_tests.helpers import Pipeline, beijing, wait_for
+from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 # The longest tests first, so the workers start them together and the short ones fill in
 # around them (xdist hands out tests in this order): in file order, one of them started last
@@ -112,40 +107,17 @@ def postgres_url() -> Iterator[str]:
         admin.close()
 
 
-PGBOUNCER = Path("/usr/sbin/pgbouncer")
-
-
 @pytest.fixture
 def pooled_postgres_url(postgres_url: str) -> Iterator[str]:
     """``postgres_url`` through PgBouncer set up as production's (``deploy/pgbouncer.ini``) on
-    a socket of its own, as the services reach the instance in production. PgBouncer will not
-    run as root: then it runs as ``postgres``, and logs in as that role. Stopped (its
+    a socket of its own, as the services reach the instance in production. Stopped (its
     connections closed) before the database is dropped."""
     if not PGBOUNCER.exists():
         if os.environ.get("CI"):
             raise FileNotFoundError(f"{PGBOUNCER}: scripts/postgres installs it")
         pytest.skip(f"no PgBouncer here ({PGBOUNCER}; scripts/postgres installs it)")
-    me = getpass.getuser()
-    runs_as = "postgres" if os.geteuid() == 0 else me
-    folder = Path(tempfile.mkdtemp(prefix="coinsum-pgbouncer-"))  # where runs_as can reach
-    shutil.chown(folder, runs_as)
-    config = (PROJECT_ROOT / "deploy/pgbouncer.ini").read_text()
-    config = re.sub(
-        r"(?m)^coinsum_dagster = .*$", f"* = host=/var/run/postgresql user={runs_as}", config
-    )
-    config = re.sub(
-        r"(?m)^unix_socket_dir = .*$", f"unix_socket_dir = {folder}\nstats_users = {me}", config
-    )
-    (folder / "pgbouncer.ini").write_text(config)
-    user = ["-u", runs_as] if os.geteuid() == 0 else []
-    pooler = subprocess.Popen([PGBOUNCER, *user, folder / "pgbouncer.ini"])
-    try:
-        wait_for("PgBouncer's socket", 10, (folder / ".s.PGSQL.6432").exists)
-        yield postgres_url.replace("host=/var/run/postgresql", f"host={folder}&port=6432")
-    finally:
-        pooler.terminate()
-        pooler.wait()
-        shutil.rmtree(folder)
+    with trial_pgbouncer(postgres_url) as (url, _):
+        yield url
 
 
 def _drop(admin: Any, name: str) -> None:  # a psycopg2 connection
