@@ -2,7 +2,7 @@
 Dagster's family (1.12, dagster-postgres 0.28) opens and migrates under the pinned one, on SQLite
 and on PostgreSQL, as docs/operations.md#upgrading has the operator do it.
 
-The previous release is installed by uv into a venv of its own (once per test worker), with
+The previous release is installed by uv into a venv of its own (once, on one test worker), with
 coinsum's other dependencies at the versions this venv has, so that Dagster's family is what
 differs (what those need beneath them, uv resolves). coinsum's
 own code runs under it from this checkout: 1.12.13 is the first release its definitions load
@@ -24,7 +24,8 @@ from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 from coinsum_pipeline.core.slots import day_start, parse_day, slot_key, slots_in
 from coinsum_pipeline.settings import PROJECT_ROOT
 
-pytestmark = pytest.mark.slow
+# One worker installs the previous release, once, for both storages (scripts/test: loadgroup).
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("previous_dagster")]
 
 PREVIOUS = ("dagster==1.12.13", "dagster-postgres==0.28.13", "dagster-duckdb==0.28.13")
 # What coinsum imports beside Dagster: kept at this venv's versions.
