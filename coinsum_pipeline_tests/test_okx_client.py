@@ -106,8 +106,9 @@ def test_no_retry_on_parameter_error(fake_okx: FakeOKX) -> None:
 
 
 def test_rate_limit_is_never_tripped_at_okx_limits(fake_okx: FakeOKX) -> None:
-    """60 history pages from 8 threads at once: the client paces itself under 20 per 2 s."""
-    client = fast_client(fake_okx)
+    """60 history pages from 8 threads at once: the client paces itself under 20 per 2 s. (A
+    timeout long enough for a loaded CI machine: a request retried after a timeout would count.)"""
+    client = fast_client(fake_okx, timeout=10)
     days = [date(2026, 1, 3) + timedelta(days=i) for i in range(60)]
     with ThreadPoolExecutor(8) as pool:
         got = list(
