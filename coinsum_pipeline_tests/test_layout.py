@@ -55,6 +55,7 @@ LAYERS: dict[str, int] = {
     "core": 0,
     "settings": 0,
     "clock": 0,
+    "web_ticks": 0,
     "okx": 1,
     "warehouse": 1,
     "webhook": 1,

@@ -10,6 +10,7 @@ import uvicorn
 
 from coinsum_pipeline.board.app import create_app
 from coinsum_pipeline.settings import value
+from coinsum_pipeline.web_ticks import tick_once_a_second
 
 
 class BoardPortError(OSError):
@@ -36,5 +37,6 @@ def serve_board(host: str, port: int) -> None:
     listening = _listen(host, port)
     app = create_app(value("COINSUM_DB"), value("COINSUM_COLORS"), value("COINSUM_DAGSTER_URL"))
     print(f"coinsum board: http://{host}:{port}", flush=True)
+    tick_once_a_second()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     server.run(sockets=[listening])

@@ -11,7 +11,7 @@ its own connection. ``test_dagster_compat.py`` fails if Dagster stops reading th
     python -m coinsum_pipeline.instance.code_watch dagster-webserver ARGS...
 
 runs that command of Dagster's (a console script of this environment) in this process, with the
-watch set first.
+watch set first, and for the webserver its web server waking once a second (``web_ticks.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from importlib.metadata import entry_points
 import dagster._grpc.server_watcher as server_watcher
 
 from coinsum_pipeline.instance.services import WATCH_SECONDS
+from coinsum_pipeline.web_ticks import tick_once_a_second
 
 
 def watch_less_often() -> None:
@@ -31,10 +32,12 @@ def watch_less_often() -> None:
 
 
 def main() -> None:
-    """Run the console script named by the first argument with the others, watching less often."""
+    """Run the console script named by the first argument with the others, idling as above."""
     command, *args = sys.argv[1:]
     (script,) = entry_points(group="console_scripts", name=command)
     watch_less_often()
+    if command == "dagster-webserver":
+        tick_once_a_second()
     sys.argv = [command, *args]
     sys.exit(script.load()())
 
