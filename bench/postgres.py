@@ -8,7 +8,7 @@ import uuid
 
 import psycopg2
 
-SOCKET = "/var/run/postgresql"
+from coinsum_pipeline.instance.pgbouncer import SERVER_SOCKET as SOCKET
 
 
 def _as_admin(*statements: str) -> None:

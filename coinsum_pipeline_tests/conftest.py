@@ -25,7 +25,7 @@ from coinsum_pipeline.instance.daemon import (
     daemon_in_process,
     use_fork_launcher,
 )
-from coinsum_pipeline.instance.pgbouncer import PGBOUNCER, trial_pgbouncer
+from coinsum_pipeline.instance.pgbouncer import PGBOUNCER, SERVER_SOCKET, trial_pgbouncer
 from coinsum_pipeline.okx.fake import FakeOKX
 from coinsum_pipeline_tests.browser import free_port
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
@@ -89,7 +89,7 @@ def postgres_url() -> Iterator[str]:
     they are skipped when no server answers). Dropped after the test."""
     import psycopg2
 
-    socket = "/var/run/postgresql"
+    socket = SERVER_SOCKET  # where trial_pgbouncer expects the URL to point
     try:
         admin = psycopg2.connect(dbname="postgres", host=socket)
     except psycopg2.OperationalError as exc:

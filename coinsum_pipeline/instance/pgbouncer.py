@@ -22,6 +22,7 @@ from pathlib import Path
 from coinsum_pipeline.settings import PROJECT_ROOT
 
 PGBOUNCER = Path("/usr/sbin/pgbouncer")  # Debian's; scripts/postgres installs it
+# PostgreSQL's own socket (Debian's): the URLs given to trial_pgbouncer point here.
 SERVER_SOCKET = "/var/run/postgresql"
 
 
