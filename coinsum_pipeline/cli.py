@@ -31,6 +31,7 @@ from coinsum_pipeline.core.slots import (
     parse_day,
     slots_due,
 )
+from coinsum_pipeline.defs.constants import WORKER_QUEUES
 from coinsum_pipeline.defs.resources import AlertSettingError, resolved
 from coinsum_pipeline.demo import DEMO_DAYS, DEMO_FOLDER, run_demo
 from coinsum_pipeline.instance.home import dagster_home
@@ -43,6 +44,7 @@ from coinsum_pipeline.instance.services import (
     serve_command,
     service_environment,
     wait_for_code_server,
+    worker_command,
 )
 from coinsum_pipeline.instance.supervisor import exec_supervisor, stopping_within
 from coinsum_pipeline.okx.client import OKXClient, OKXError, OKXUnavailable, OKXUnreachable
@@ -155,13 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the board",
         description="Run one of Dagster's services on this project's instance (DAGSTER_HOME): "
         "the code server that loads coinsum's definitions and runs the runs, the webserver or "
-        "the daemon (both connect to the code server at COINSUM_CODE_SERVER); or the traders' "
-        "board over the readers' snapshot. A long-running service, as the systemd units in "
+        "the daemon (both connect to the code server at COINSUM_CODE_SERVER); the traders' "
+        "board over the readers' snapshot; or a worker that runs the runs the daemon hands to "
+        "Redis (COINSUM_CELERY_BROKER). A long-running service, as the systemd units in "
         "deploy/ run it; SIGTERM stops it within 10 seconds, with what it started. The code "
         "server marks failed the runs whose worker is gone (a killed service's, or its own when "
         "stopped mid-run) and frees their okx pool slots; run retries collect them again.",
     )
-    serve.add_argument("service", choices=["code", "webserver", "daemon", "board"])
+    serve.add_argument("service", choices=["code", "webserver", "daemon", "board", "worker"])
     serve.add_argument(
         "--host",
         default="127.0.0.1",
@@ -171,7 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port", type=int, help="the port (default: 3000 for the webserver, 3001 for the board)"
     )
-    serve.set_defaults(run=lambda a: _serve(a.service, a.host, a.port))
+    serve.add_argument(
+        "--runs",
+        choices=sorted(WORKER_QUEUES),
+        default="duckdb",
+        help="a worker's runs: duckdb (the default), every run, for the host that holds "
+        "COINSUM_DB; anywhere, only the runs that touch neither it nor the exports",
+    )
+    serve.add_argument(
+        "--name", default="coinsum", help="a worker's name, before @host (default coinsum)"
+    )
+    serve.add_argument(
+        "--concurrency", type=int, default=2, help="a worker's runs at a time (default 2)"
+    )
+    serve.set_defaults(run=lambda a: _serve(a.service, a.host, a.port, a))
     demo = commands.add_parser(
         "demo",
         help="offline and live: a stand-in OKX, the last days backfilled, then the UI",
@@ -448,9 +464,9 @@ def _dev(extra: list[str]) -> int:
     exec_supervisor("coinsum dev", commands, service_environment(os.environ), home, home)
 
 
-def _serve(service: str, host: str, port: int | None) -> int:
-    """Run the board, or one of Dagster's services until stopped. The code server runs the runs:
-    its supervisor closes those whose worker is gone (see ``runs.py``)."""
+def _serve(service: str, host: str, port: int | None, args: argparse.Namespace) -> int:
+    """Run the board, or one of Dagster's services until stopped. The code server runs the runs
+    (unless workers do): its supervisor closes those whose worker is gone (see ``runs.py``)."""
     if service == "board":
         from coinsum_pipeline.board.server import BoardPortError, serve_board
 
@@ -461,6 +477,9 @@ def _serve(service: str, host: str, port: int | None) -> int:
             return 2
         return 0
     home = dagster_home()
+    if service == "worker":
+        command = worker_command(args.runs, args.name, args.concurrency)
+        exec_supervisor("coinsum serve worker", [command], os.environ, home, runs_home=None)
     code_workspace(home)
     if service != "code":
         wait_for_code_server(service)

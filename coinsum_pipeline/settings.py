@@ -73,6 +73,11 @@ SETTINGS: dict[str, Setting] = {
         "postgresql+psycopg2://coinsum@/dagster?host=/var/run/postgresql; empty: SQLite files in "
         "DAGSTER_HOME",
     ),
+    "COINSUM_CELERY_BROKER": Setting(
+        "",
+        "the Redis that hands runs to `coinsum serve worker` processes (Dagster's Celery run "
+        "launcher), e.g. redis://127.0.0.1:6379/0; empty: runs start beside the code server",
+    ),
     "COINSUM_ALERT_WEBHOOK": Setting("", "where alerts are POSTed; empty: alerts are off"),
     "COINSUM_ALERT_FORMAT": Setting("json", "the alert's body: json, slack, dingtalk or feishu"),
     "COINSUM_ALERT_LEVELS": Setting(

@@ -7,6 +7,8 @@ fake server, so no test can reach the real OKX even by mistake.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -105,6 +107,35 @@ def postgres_url() -> Iterator[str]:
     finally:
         _drop(admin, name)
         admin.close()
+
+
+REDIS_SERVER = Path("/usr/bin/redis-server")
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A Redis of the test's own (Debian's ``redis-server``, which ``scripts/test`` installs) on a
+    free loopback port, keeping nothing on disk: the broker of the Celery run workers."""
+    if not REDIS_SERVER.exists():
+        if os.environ.get("CI"):
+            raise FileNotFoundError(f"{REDIS_SERVER}: scripts/test installs it")
+        pytest.skip(f"no Redis here ({REDIS_SERVER}; scripts/test installs it)")
+    port = free_port()
+    server = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", tmp_path],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait()
 
 
 @pytest.fixture

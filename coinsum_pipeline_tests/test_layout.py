@@ -35,14 +35,15 @@ def test_only_the_database_resource_connects_to_duckdb() -> None:
     assert modules_containing("duckdb.connect(") == {"warehouse/database.py"}
 
 
-def test_dagster_internals_are_used_in_three_modules_and_the_daemon_turns() -> None:
+def test_dagster_internals_are_used_in_four_modules_and_the_daemon_turns() -> None:
     """What the definitions need, and what operating the instance needs (tidying it, the
-    services' watch of the code server, the daemon's turns in process): each is listed and
-    explained in docs/architecture.md."""
+    services' watch of the code server, the Celery workers' health, the daemon's turns in
+    process): each is listed and explained in docs/architecture.md."""
     assert modules_containing("dagster._") == {
         "defs/dagster_compat.py",
         "instance/storage.py",
         "instance/code_watch.py",
+        "instance/workers.py",
         "instance/daemon.py",
     }
 

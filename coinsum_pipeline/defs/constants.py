@@ -16,3 +16,13 @@ FAIL_FAST_TAG = "coinsum/fail_fast"
 ALERT_TAG = "coinsum/alert"
 # Which re-collection (today, yesterday) a collect_slots run is.
 RECOLLECT_TAG = "coinsum/recollect"
+
+# Where Dagster's Celery run launcher sends a run (docs/operations.md#workers): by default to
+# the workers on the host that holds the DuckDB file, since nearly every run reads or writes it
+# and DuckDB's one writer is kept by a file lock that holds on one host only; a job tagged with
+# ANYWHERE (it touches neither the file nor the exports) to any worker.
+DUCKDB_QUEUE = "coinsum-duckdb"
+ANYWHERE_QUEUE = "coinsum-anywhere"
+ANYWHERE = {"dagster-celery/queue": ANYWHERE_QUEUE}
+# What ``coinsum serve worker --runs`` listens to.
+WORKER_QUEUES = {"duckdb": (DUCKDB_QUEUE, ANYWHERE_QUEUE), "anywhere": (ANYWHERE_QUEUE,)}

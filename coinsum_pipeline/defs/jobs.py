@@ -17,7 +17,7 @@ from dagster import (
 
 from coinsum_pipeline.core.alerts import Alert
 from coinsum_pipeline.defs.assets import basket_slots, day_exports
-from coinsum_pipeline.defs.constants import ALERT_TAG
+from coinsum_pipeline.defs.constants import ALERT_TAG, ANYWHERE
 from coinsum_pipeline.defs.resources import AlertWebhook
 from coinsum_pipeline.webhook import WebhookError
 
@@ -79,6 +79,9 @@ def send_alert(context: OpExecutionContext, config: AlertConfig, alerts: AlertWe
     return Output(None, metadata={"answer": answer})
 
 
-@job(description="Deliver one alert: the alert_on_new_slots sensor starts one run per alert.")
+@job(
+    description="Deliver one alert: the alert_on_new_slots sensor starts one run per alert.",
+    tags=ANYWHERE,
+)
 def deliver_alert() -> None:
     send_alert()

@@ -35,26 +35,34 @@ def dagster_home() -> Path:
     return home
 
 
-GENERATED = "# Written by coinsum from dagster.yaml and deploy/postgres-storage.yaml: edit those.\n"
+GENERATED = "# Written by coinsum from dagster.yaml and deploy/*.yaml: edit those.\n"
+OURS = "# Written by coinsum"  # what every release's generated file starts with
+# What is added to the project's dagster.yaml while each variable is set.
+ADDITIONS = {
+    "COINSUM_PG_URL": "postgres-storage.yaml",
+    "COINSUM_CELERY_BROKER": "celery-run-launcher.yaml",
+}
 
 
 def prepare_home(home: Path) -> Path:
     """``home`` created if need be, with the project's instance settings; returns it absolute.
 
     Its dagster.yaml is a link to the project's (so a change there reaches every instance), or,
-    while ``COINSUM_PG_URL`` is set, that file with the PostgreSQL storage added, rewritten at
-    each start. A dagster.yaml of the user's own (neither) is left alone.
+    while ``COINSUM_PG_URL`` or ``COINSUM_CELERY_BROKER`` is set, that file with the PostgreSQL
+    storage or the Celery run launcher added, rewritten at each start. A dagster.yaml of the
+    user's own (neither) is left alone.
     """
     home = home.resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    ours = config.is_symlink() or not config.exists() or config.read_text().startswith(GENERATED)
+    ours = config.is_symlink() or not config.exists() or config.read_text().startswith(OURS)
     if not ours:
         return home
     staging = home / f".dagster.yaml.{os.getpid()}"  # then one rename: never half a file
     staging.unlink(missing_ok=True)
-    if value("COINSUM_PG_URL"):
-        parts = [PROJECT_ROOT / "dagster.yaml", PROJECT_ROOT / "deploy" / "postgres-storage.yaml"]
+    added = [PROJECT_ROOT / "deploy" / part for name, part in ADDITIONS.items() if value(name)]
+    if added:
+        parts = [PROJECT_ROOT / "dagster.yaml", *added]
         text = GENERATED + "\n".join(part.read_text() for part in parts)
         if config.is_symlink() or not config.exists() or config.read_text() != text:
             staging.write_text(text)

@@ -21,6 +21,8 @@ from coinsum_pipeline.instance.storage import free_pool_slots
 
 LAUNCHED_BY_TAG = "coinsum/launched_by"
 PID_TAG = "coinsum/pid"
+# dagster_celery.tags.DAGSTER_CELERY_TASK_ID_TAG, without importing Celery into every service.
+CELERY_TASK_TAG = "dagster-celery/task_id"
 BACKFILL = "coinsum backfill"
 UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
@@ -57,6 +59,8 @@ def close_orphaned_daemon_runs(instance: DagsterInstance) -> list[str]:
         run = record.dagster_run
         if run.tags.get(LAUNCHED_BY_TAG) == BACKFILL:
             continue  # those run in their own process: close_dead_backfill_runs
+        if CELERY_TASK_TAG in run.tags:
+            continue  # on a Celery worker, maybe another host's: Dagster's run monitoring asks
         pid = _worker_pid(instance, run.run_id)
         if pid is None or not _started_by(pid, record.start_time or 0.0):
             _close(instance, run, "its run worker ended while the daemon was down")

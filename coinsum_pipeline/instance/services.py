@@ -113,6 +113,13 @@ def code_workspace(home: Path) -> None:
     staging.replace(home / "workspace.yaml")
 
 
+def worker_command(runs: str, name: str, concurrency: int) -> list[str]:
+    """A Celery worker for the runs of ``runs`` (``WORKER_QUEUES``): what ``coinsum serve
+    worker`` and its unit run (``workers.py``)."""
+    module = "coinsum_pipeline.instance.workers"
+    return [sys.executable, "-m", module, runs, name, str(concurrency)]
+
+
 def board_command() -> list[str]:
     """The board, on ``COINSUM_BOARD_PORT``: what ``coinsum dev`` and the demo start beside
     Dagster."""

@@ -46,6 +46,7 @@ from dagster import (
 
 from coinsum_pipeline import clock
 from coinsum_pipeline.core.slots import BEIJING
+from coinsum_pipeline.defs.constants import ANYWHERE
 from coinsum_pipeline.instance.storage import (
     InstigatorState,
     InstigatorTick,
@@ -178,7 +179,7 @@ def tidy_instance(context: OpExecutionContext) -> None:
     )
 
 
-@job(description="Prune superseded runs and old ticks, so the instance stays small.")
+@job(description="Prune superseded runs and old ticks, so the instance stays small.", tags=ANYWHERE)
 def tidy() -> None:
     tidy_instance()
 
