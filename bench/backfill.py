@@ -12,6 +12,10 @@ writes after it, end-to-end wall, and peak memory.
     .venv/bin/python bench/backfill.py --from 2026-01-03 --to 2026-12-31   # about a year
     .venv/bin/python bench/backfill.py --storage both   # SQLite, then PostgreSQL, and the ratio
     .venv/bin/python bench/backfill.py --fetch-alone   # also the slot candles fetched alone
+    .venv/bin/python bench/backfill.py --coins 270 --storage postgres   # a basket ten times larger
+
+It also prints what the range leaves on disk: the DuckDB file (and its readers' snapshot), the
+instance (the SQLite files in DAGSTER_HOME, or the PostgreSQL database) and the exports.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-from postgres import drop_database, new_database
+from postgres import database_bytes, drop_database, new_database
 
 from coinsum_pipeline.okx.client import RATE_LIMITS
 from coinsum_pipeline.okx.fake import HISTORY_CANDLES, FakeOKX
@@ -95,6 +99,12 @@ def main() -> None:
         help="afterwards, fetch the same slot candles again outside Dagster, timed",
     )
     parser.add_argument(
+        "--coins",
+        type=int,
+        default=27,
+        help="the basket's size: the default 27, then made-up coins the stand-in lists",
+    )
+    parser.add_argument(
         "--storage",
         choices=("sqlite", "postgres", "both"),
         default="sqlite",
@@ -104,36 +114,44 @@ def main() -> None:
     first, last = date.fromisoformat(args.first), date.fromisoformat(args.last)
     storages = ["sqlite", "postgres"] if args.storage == "both" else [args.storage]
     walls = {
-        storage: run(first, last, args.history_page_cap, storage, args.fetch_alone)
+        storage: run(first, last, args.history_page_cap, storage, args.fetch_alone, args.coins)
         for storage in storages
     }
     if len(walls) == 2:
         print(f"postgres / sqlite wall: {walls['postgres'] / walls['sqlite']:.2f}")
 
 
-def run(first: date, last: date, page_cap: int, storage: str, fetch_alone: bool) -> float:
-    """One backfill of ``first``..``last`` on a new instance; prints its figures, returns its
-    wall time."""
+def megabytes(path: Path) -> float:
+    """The size of a file, or of every file under a folder, in MB."""
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    return sum(p.stat().st_size for p in files) / 1e6
+
+
+def run(
+    first: date, last: date, page_cap: int, storage: str, fetch_alone: bool, size: int
+) -> float:
+    """One backfill of ``first``..``last`` for a basket of ``size`` coins on a new instance;
+    prints its figures, returns its wall time."""
     work = Path(tempfile.mkdtemp(prefix="coinsum-bench-"))
     okx = FakeOKX()  # OKX's published rate limits, enforced
     okx.page_caps[HISTORY_CANDLES] = page_cap
+    coins = okx.list_swaps(size)
     os.environ.update(
         OKX_BASE_URL=okx.start(),
         COINSUM_DB=str(work / "coinsum.duckdb"),
         COINSUM_EXPORTS=str(work / "exports"),
         DAGSTER_HOME=str(work / "dagster_home"),
     )
-    os.environ.pop("COINSUM_COINS", None)
+    os.environ["COINSUM_COINS"] = ",".join(coins)
     os.environ.pop("COINSUM_PG_URL", None)
-    database = None
+    pg_name = None
     if storage == "postgres":
-        database, os.environ["COINSUM_PG_URL"] = new_database("coinsum_bench")
+        pg_name, os.environ["COINSUM_PG_URL"] = new_database("coinsum_bench")
 
     from dagster import DagsterInstance
 
     from coinsum_pipeline import clock
     from coinsum_pipeline.backfill import backfill, export_range, plan
-    from coinsum_pipeline.core.basket import DEFAULT_COINS
     from coinsum_pipeline.core.slots import day_start
     from coinsum_pipeline.defs import assets, checks
     from coinsum_pipeline.defs.resources import resolved
@@ -146,7 +164,7 @@ def run(first: date, last: date, page_cap: int, storage: str, fetch_alone: bool)
     dagster_home()
     now = clock.now()
     print(
-        f"backfill {first} .. {last}, {len(DEFAULT_COINS)} coins, history page cap "
+        f"backfill {first} .. {last}, {len(coins)} coins, history page cap "
         f"{page_cap}, OKX rate limits {dict(RATE_LIMITS)}, instance on {storage}"
     )
 
@@ -158,8 +176,12 @@ def run(first: date, last: date, page_cap: int, storage: str, fetch_alone: bool)
         watch.time_block(CoinsumDatabase, method, "DuckDB (write + snapshot; checks' reads)")
     watch.time(CoinsumDatabase, "baskets", "DuckDB (write + snapshot; checks' reads)")
 
-    started = time.monotonic()
+    def instance_mb() -> float:
+        return database_bytes(pg_name) / 1e6 if pg_name else megabytes(work / "dagster_home")
+
     with DagsterInstance.get() as instance:
+        empty_instance_mb = instance_mb()  # its tables, before the backfill
+        started = time.monotonic()
         outcomes = list(backfill(first, last, now, instance))
         wall = time.monotonic() - started
         in_runs = dict(watch.seconds), dict(watch.calls)
@@ -179,11 +201,16 @@ def run(first: date, last: date, page_cap: int, storage: str, fetch_alone: bool)
         client = OKXClient(os.environ["OKX_BASE_URL"])
         fetch_started = time.monotonic()
         for run in runs:
-            fetch_basket(client, DEFAULT_COINS, run)
+            fetch_basket(client, coins, run)
         fetch_only = time.monotonic() - fetch_started
     okx.stop()
-    if database:
-        drop_database(database)
+    days = (last - first).days + 1
+    duckdb_mb = megabytes(work / "coinsum.duckdb")
+    snapshot_mb = megabytes(work / "coinsum.read.duckdb")
+    instance_growth_mb = instance_mb() - empty_instance_mb
+    exports_mb = megabytes(work / "exports")
+    if pg_name:
+        drop_database(pg_name)
 
     floor = floor_seconds(served)
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -225,6 +252,11 @@ def run(first: date, last: date, page_cap: int, storage: str, fetch_alone: bool)
         f"end to end:      {wall + export_wall:.1f} s  ({(wall + export_wall) / floor:.2f} x floor)"
     )
     print(f"peak memory:     {peak_mb:.0f} MB this process, {workers_mb:.0f} MB largest worker")
+    print(
+        f"on disk:         DuckDB {duckdb_mb:.1f} MB (+ snapshot {snapshot_mb:.1f} MB), instance "
+        f"({storage}) +{instance_growth_mb:.1f} MB, exports {exports_mb:.1f} MB; per day "
+        f"{duckdb_mb / days:.2f} / {instance_growth_mb / days:.2f} / {exports_mb / days:.2f} MB"
+    )
     return wall
 
 

@@ -19,6 +19,7 @@ start (:00 or :30 Beijing) to the first poll that saw it (polled every 0.2 s).
 
     .venv/bin/python bench/live.py                 # 4 ticks, about two hours
     .venv/bin/python bench/live.py --ticks 1 --storage sqlite
+    .venv/bin/python bench/live.py --ticks 1 --coins 270   # a basket ten times larger
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from pathlib import Path
 
 from postgres import drop_database, new_database
 
-from coinsum_pipeline.core.basket import DEFAULT_COINS, swap_inst_id
+from coinsum_pipeline.core.basket import swap_inst_id
 from coinsum_pipeline.core.slots import BEIJING, SLOT, current_slot, day_start, epoch_ms
 from coinsum_pipeline.instance.pgbouncer import trial_pgbouncer
 from coinsum_pipeline.okx.fake import FakeOKX, synthetic_price
@@ -112,6 +113,9 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=4)
     parser.add_argument("--storage", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument(
+        "--coins", type=int, default=27, help="the basket's size: the 27, then made-up coins"
+    )
+    parser.add_argument(
         "--late", default="TAO=4", help="COIN=SECONDS: that coin's first trade in each slot"
     )
     args = parser.parse_args()
@@ -120,6 +124,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="coinsum-live-"))
     okx = FakeOKX(first_trade_ms={swap_inst_id(late_coin): int(float(late_seconds) * 1000)})
+    coins = okx.list_swaps(args.coins)
     webhook, alerted = receive_alerts()
     env = {
         **os.environ,
@@ -128,6 +133,7 @@ def main() -> None:
         "COINSUM_EXPORTS": str(work / "exports"),
         "OKX_BASE_URL": okx.start(),
         "COINSUM_START": datetime.now(BEIJING).date().isoformat(),
+        "COINSUM_COINS": ",".join(coins),
         "COINSUM_ALERT_WEBHOOK": webhook,
         "COINSUM_ALERT_FORMAT": "json",
         "COINSUM_ALERT_MOVE_PCT": "0.000001",
@@ -149,7 +155,7 @@ def main() -> None:
         for service in ("code", "daemon")
     ]
     print(f"work folder {work}; services' log {log.name}; storage {args.storage}")
-    print(f"late coin: {late_coin}, first trade {late_seconds} s into each slot")
+    print(f"{len(coins)} coins; late coin {late_coin}: first trade {late_seconds} s into a slot")
     print(f"{'slot (Beijing)':<18}{'whole s':>9}{'exact':>7}{'exports s':>11}{'alert s':>9}")
     snapshot = Snapshot(work / "coinsum.duckdb")
     try:
@@ -163,7 +169,7 @@ def main() -> None:
                 if any(service.poll() is not None for service in services):
                     sys.exit(f"a service exited: see {log.name}")
                 if "whole" not in seen and time.time() > start:
-                    exact = slot_whole_and_exact(snapshot, slot, len(DEFAULT_COINS))
+                    exact = slot_whole_and_exact(snapshot, slot, len(coins))
                     if exact is not None:
                         seen["whole"] = time.time()
                 if "exports" not in seen and exported(work / "exports", slot):

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
-from dagster import DagsterEventType, DagsterRunStatus, EventRecordsFilter, RunsFilter
+from dagster import AssetKey, DagsterEventType, DagsterRunStatus, EventRecordsFilter, RunsFilter
 
-from coinsum_pipeline.defs.constants import DUCKDB_QUEUE
 from coinsum_pipeline_tests.browser import (
     free_port,
     launch_backfill,
@@ -106,11 +105,13 @@ def test_runs_go_to_the_workers_the_pool_holds_and_a_killed_worker_is_retried(
 
         pg_pipeline.okx.fault_rate = 0.0
         wait_for_backfill(url, backfill_id, seconds=300)
+        # The days' exports follow on the workers too (drawn in the run's own process there).
         wait_for(
-            "no run queued or started",
+            "every day exported and no run queued or started",
             120,
             lambda: (
-                not instance.get_run_records(
+                all((pg_pipeline.exports / day / f"full_{day}.csv").exists() for day in DAYS)
+                and not instance.get_run_records(
                     RunsFilter(statuses=[DagsterRunStatus.QUEUED, DagsterRunStatus.STARTED])
                 )
             ),
@@ -122,12 +123,12 @@ def test_runs_go_to_the_workers_the_pool_holds_and_a_killed_worker_is_retried(
             r for r in runs if r.dagster_run.tags.get("dagster/parent_run_id") == first.run_id
         ]
         assert len(retried) == 1 and retried[0].dagster_run.status == DagsterRunStatus.SUCCESS
-        # Every run went through Redis to a worker.
-        done = [r.dagster_run for r in runs if r.dagster_run.status == DagsterRunStatus.SUCCESS]
-        assert {worker_of(celery, run.tags).partition("@")[0] for run in done} <= set(workers)
-        assert all(
-            run.tags.get("dagster-celery/queue", DUCKDB_QUEUE) == DUCKDB_QUEUE for run in done
-        )
+        # Every run, the exports' too, went through Redis to a worker and succeeded there, but
+        # the one killed.
+        others = [r.dagster_run for r in instance.get_run_records() if r.dagster_run != killed]
+        assert {run.status for run in others} == {DagsterRunStatus.SUCCESS}
+        assert {worker_of(celery, run.tags).partition("@")[0] for run in others} <= set(workers)
+        assert any(AssetKey("day_exports") in (run.asset_selection or ()) for run in others)
         spans = okx_spans(pg_pipeline, {r.dagster_run.run_id for r in runs})
         assert len(spans) >= 3
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), f"okx overlapped: {spans}"

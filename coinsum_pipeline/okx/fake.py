@@ -155,6 +155,14 @@ class FakeOKX:
         with self._lock:
             self._scripted.extend([(kind, path)] * count)
 
+    def list_swaps(self, total: int) -> list[str]:
+        """List ``total`` USDT swaps: the default basket's, then made-up coins (``X001``, …),
+        each trading like the others; returns their coins, a basket that large."""
+        coins = [*DEFAULT_COINS, *(f"X{n:03d}" for n in range(1, total - len(DEFAULT_COINS) + 1))]
+        for coin in coins[:total]:
+            self.instruments.setdefault(swap_inst_id(coin), LISTED_2019)
+        return coins[:total]
+
     def replay_real(self, folder: Path = REAL_DATA) -> list[str]:
         """Serve the real OKX candles in ``folder`` for their instruments; returns the instIds."""
         files = sorted(folder.glob("*.json"))
@@ -421,6 +429,13 @@ def main(argv: Iterable[str] | None = None) -> None:
         help="fraction of requests answered with a random transient fault",
     )
     parser.add_argument(
+        "--swaps",
+        type=int,
+        default=len(DEFAULT_COINS),
+        help="list this many USDT swaps: the default basket's, then X001, X002, … (for a larger "
+        "COINSUM_COINS)",
+    )
+    parser.add_argument(
         "--replay-real",
         action="store_true",
         help=f"serve the real candles in {REAL_DATA} for their instruments",
@@ -428,6 +443,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     args = parser.parse_args(list(argv) if argv is not None else None)
     okx = FakeOKX(now_ms=args.now, fault_rate=args.fault_rate)
     okx.page_caps[HISTORY_CANDLES] = args.history_page_cap
+    okx.list_swaps(args.swaps)
     if args.replay_real:
         okx.replay_real()
     url = okx.start(args.port)

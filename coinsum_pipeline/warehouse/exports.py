@@ -245,10 +245,12 @@ def write_exports(exports: Sequence[tuple[ExportData, Path]], palette: Palette) 
     (a range's) starts first, so it does not finish last alone.
 
     The workers come from a fork server that has imported this module once, so they start in
-    milliseconds without inheriting the threads of the Dagster run that asks.
+    milliseconds without inheriting the threads of the Dagster run that asks. A process that
+    may not start others (a run in a Celery worker's pool: docs/operations.md#workers) draws
+    them itself, one after another.
     """
-    if len(exports) == 1:
-        return [write_export(*exports[0], palette)]
+    if len(exports) == 1 or multiprocessing.current_process().daemon:
+        return [write_export(*export, palette) for export in exports]
     workers = min(len(exports), os.cpu_count() or 1)
     biggest_first = sorted(exports, key=lambda e: len(e[0].frames["full"]), reverse=True)
     with ProcessPoolExecutor(workers, mp_context=drawing_processes()) as pool:
