@@ -20,6 +20,7 @@ start (:00 or :30 Beijing) to the first poll that saw it (polled every 0.2 s).
     .venv/bin/python bench/live.py                 # 4 ticks, about two hours
     .venv/bin/python bench/live.py --ticks 1 --storage sqlite
     .venv/bin/python bench/live.py --ticks 1 --coins 270   # a basket ten times larger
+    .venv/bin/python bench/live.py --workers 1   # runs on a Celery worker (a Redis of its own)
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from postgres import drop_database, new_database
 from coinsum_pipeline.core.basket import swap_inst_id
 from coinsum_pipeline.core.slots import BEIJING, SLOT, current_slot, day_start, epoch_ms
 from coinsum_pipeline.instance.pgbouncer import trial_pgbouncer
+from coinsum_pipeline.instance.redis import trial_redis
 from coinsum_pipeline.okx.fake import FakeOKX, synthetic_price
 from coinsum_pipeline.warehouse.database import Snapshot, StorageError
 
@@ -116,6 +118,9 @@ def main() -> None:
         "--coins", type=int, default=27, help="the basket's size: the 27, then made-up coins"
     )
     parser.add_argument(
+        "--workers", type=int, default=0, help="run the runs on this many Celery workers"
+    )
+    parser.add_argument(
         "--late", default="TAO=4", help="COIN=SECONDS: that coin's first trade in each slot"
     )
     args = parser.parse_args()
@@ -139,22 +144,29 @@ def main() -> None:
         "COINSUM_ALERT_MOVE_PCT": "0.000001",
     }
     database = None
-    pooler = contextlib.ExitStack()
+    trials = contextlib.ExitStack()
     if args.storage == "postgres":
         database, direct = new_database("coinsum_live")
-        env["COINSUM_PG_URL"], _ = pooler.enter_context(trial_pgbouncer(direct))
+        env["COINSUM_PG_URL"], _ = trials.enter_context(trial_pgbouncer(direct))
+    if args.workers:
+        env["COINSUM_CELERY_BROKER"] = trials.enter_context(trial_redis())
+    commands = [["serve", "code"], ["serve", "daemon"]]
+    commands += [["serve", "worker", "--name", f"w{n}"] for n in range(1, args.workers + 1)]
     log = (work / "services.log").open("w")
     services = [
         subprocess.Popen(
-            [str(ROOT / ".venv/bin/coinsum"), "serve", service],
+            [str(ROOT / ".venv/bin/coinsum"), *command],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        for service in ("code", "daemon")
+        for command in commands
     ]
-    print(f"work folder {work}; services' log {log.name}; storage {args.storage}")
+    print(
+        f"work folder {work}; services' log {log.name}; storage {args.storage}; "
+        f"{args.workers or 'no'} Celery workers"
+    )
     print(f"{len(coins)} coins; late coin {late_coin}: first trade {late_seconds} s into a slot")
     print(f"{'slot (Beijing)':<18}{'whole s':>9}{'exact':>7}{'exports s':>11}{'alert s':>9}")
     snapshot = Snapshot(work / "coinsum.duckdb")
@@ -193,7 +205,7 @@ def main() -> None:
             service.send_signal(signal.SIGTERM)
             service.wait()
         okx.stop()
-        pooler.close()
+        trials.close()
         if database:
             drop_database(database)
 

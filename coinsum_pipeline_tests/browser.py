@@ -101,15 +101,43 @@ def turn_off_live_collection(env: dict[str, str]) -> None:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        for kind, name in (
-            ("schedule", "live_slots"),
-            ("schedule", "recollect_today"),
-            ("schedule", "recollect_yesterday"),
-            ("sensor", "gap_repair"),
-        )
+        for kind, names in LIVE_COLLECTION.items()
+        for name in names
     ]
     for command in stopping:
         assert command.wait(timeout=120) == 0, f"{command.args[1:4]} failed"
+
+
+LIVE_COLLECTION = {
+    "schedule": ("live_slots", "recollect_today", "recollect_yesterday"),
+    "sensor": ("gap_repair",),
+}
+# Each kind's query for the instigator's id, and the UI's toggle that stops it.
+FIND = {
+    "schedule": """query Find($selector: ScheduleSelector!) {
+      scheduleOrError(scheduleSelector: $selector) { ... on Schedule { id } } }""",
+    "sensor": """query Find($selector: SensorSelector!) {
+      sensorOrError(sensorSelector: $selector) { ... on Sensor { id } } }""",
+}
+STOP = {
+    "schedule": """mutation Stop($id: String) { stopRunningSchedule(id: $id) { __typename } }""",
+    "sensor": """mutation Stop($id: String) { stopSensor(id: $id) { __typename } }""",
+}
+
+
+def stop_live_collection(url: str) -> None:
+    """``turn_off_live_collection`` through a running UI's GraphQL API, as its toggles do: for
+    the services' tests, which start the daemon only afterwards."""
+    for kind, names in LIVE_COLLECTION.items():
+        for name in names:
+            selector = {
+                "repositoryLocationName": "coinsum",
+                "repositoryName": "__repository__",
+                f"{kind}Name": name,
+            }
+            (found,) = graphql(url, FIND[kind], {"selector": selector}).values()
+            (stopped,) = graphql(url, STOP[kind], {"id": found["id"]}).values()
+            assert stopped["__typename"] in ("ScheduleStateResult", "StopSensorMutationResult")
 
 
 def as_a_background_job() -> None:

@@ -6,9 +6,8 @@ fake server, so no test can reach the real OKX even by mistake.
 
 from __future__ import annotations
 
+import itertools
 import os
-import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,24 +27,33 @@ from coinsum_pipeline.instance.daemon import (
     use_fork_launcher,
 )
 from coinsum_pipeline.instance.pgbouncer import PGBOUNCER, SERVER_SOCKET, trial_pgbouncer
+from coinsum_pipeline.instance.redis import REDIS_SERVER, trial_redis
 from coinsum_pipeline.okx.fake import FakeOKX
 from coinsum_pipeline_tests.browser import free_port
 from coinsum_pipeline_tests.helpers import Pipeline, beijing
 
 # The longest tests first, so the workers start them together and the short ones fill in
 # around them (xdist hands out tests in this order): in file order, one of them started last
-# would run alone at the end of the suite. From the longest kind to the shortest.
-LONGEST_FIRST = ("browser", "services", "slow", "postgres")
+# would run alone at the end of the suite. Those that mostly wait (a browser, Dagster's
+# services and their loops) alternate with those that mostly compute (slow), so that the workers
+# starting together do not all wait at once while CI's two cores idle.
+WAITING, COMPUTING = ("browser", "services"), ("slow", "postgres")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def rank(item: pytest.Item) -> int:
-        kinds = {mark.name for mark in item.iter_markers()}
-        return next(
-            (n for n, kind in enumerate(LONGEST_FIRST) if kind in kinds), len(LONGEST_FIRST)
-        )
+    def kinds(item: pytest.Item) -> set[str]:
+        return {mark.name for mark in item.iter_markers()}
 
-    items.sort(key=rank)
+    waiting = [item for item in items if kinds(item) & set(WAITING)]
+    computing = [item for item in items if item not in waiting and kinds(item) & set(COMPUTING)]
+    rest = [item for item in items if item not in waiting and item not in computing]
+    alternating = [
+        item
+        for pair in itertools.zip_longest(waiting, computing)
+        for item in pair
+        if item is not None
+    ]
+    items[:] = alternating + rest
 
 
 @pytest.fixture(autouse=True)
@@ -109,33 +117,16 @@ def postgres_url() -> Iterator[str]:
         admin.close()
 
 
-REDIS_SERVER = Path("/usr/bin/redis-server")
-
-
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A Redis of the test's own (Debian's ``redis-server``, which ``scripts/test`` installs) on a
-    free loopback port, keeping nothing on disk: the broker of the Celery run workers."""
+def redis_url() -> Iterator[str]:
+    """A Redis of the test's own (Debian's ``redis-server``, which ``scripts/test`` installs):
+    the broker of the Celery run workers."""
     if not REDIS_SERVER.exists():
         if os.environ.get("CI"):
             raise FileNotFoundError(f"{REDIS_SERVER}: scripts/test installs it")
         pytest.skip(f"no Redis here ({REDIS_SERVER}; scripts/test installs it)")
-    port = free_port()
-    server = subprocess.Popen(
-        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", tmp_path],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(100):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        server.terminate()
-        server.wait()
+    with trial_redis() as url:
+        yield url
 
 
 @pytest.fixture

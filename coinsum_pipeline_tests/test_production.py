@@ -25,7 +25,7 @@ from coinsum_pipeline_tests.browser import (
     free_port,
     launch_backfill,
     start_service,
-    turn_off_live_collection,
+    stop_live_collection,
     wait_for_backfill,
     wait_for_ui,
 )
@@ -85,16 +85,16 @@ def test_services_on_postgres_survive_a_killed_code_server_and_stop_on_sigterm(
     instance = pg_pipeline.instance  # this process's: on PostgreSQL's own socket
     env = os.environ.copy()  # the fixture's: this instance, DuckDB file, fake OKX, Postgres
     env["COINSUM_PG_URL"] = pooled_postgres_url  # the services': through the pooler
-    turn_off_live_collection(env)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "services.log"
     env["COINSUM_CODE_SERVER"] = f"127.0.0.1:{free_port()}"
     code = start_service([COINSUM, "serve", "code"], env, log)
     webserver = start_service([COINSUM, "serve", "webserver", "--port", str(port)], env, log)
+    wait_for_ui(url, webserver, log)
+    stop_live_collection(url)  # before the daemon would start it
     daemon = start_service([COINSUM, "serve", "daemon"], env, log)
     try:
-        wait_for_ui(url, webserver, log)
         slots = [f"{DAY}-{h:02d}:{m:02d}" for h in range(24) for m in (0, 30)]
         backfill_id = launch_backfill(url, "basket_slots", slots)
 
