@@ -140,6 +140,27 @@ def stop_live_collection(url: str) -> None:
             assert stopped["__typename"] in ("ScheduleStateResult", "StopSensorMutationResult")
 
 
+def start_services(env: dict[str, str], log: Path, port: int) -> dict[str, subprocess.Popen]:
+    """``coinsum serve code``, ``webserver`` (on ``port``) and ``daemon``, as their units run
+    them, their output appended to ``log``; live collection is stopped through the UI before
+    the daemon starts, so only what the test launches runs."""
+    coinsum = Path(sys.executable).parent / "coinsum"
+    services = {
+        "code": start_service([coinsum, "serve", "code"], env, log),
+        "webserver": start_service([coinsum, "serve", "webserver", "--port", str(port)], env, log),
+    }
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_ui(url, services["webserver"], log)
+        stop_live_collection(url)
+    except BaseException:
+        for proc in services.values():
+            os.killpg(proc.pid, signal.SIGKILL)
+        raise
+    services["daemon"] = start_service([coinsum, "serve", "daemon"], env, log)
+    return services
+
+
 def as_a_background_job() -> None:
     """In a child before it runs: the signals as a script's ``&`` or a supervisor leaves them
     (SIGINT ignored), which services must stop under all the same."""

@@ -25,9 +25,8 @@ from coinsum_pipeline_tests.browser import (
     free_port,
     launch_backfill,
     start_service,
-    stop_live_collection,
+    start_services,
     wait_for_backfill,
-    wait_for_ui,
 )
 from coinsum_pipeline_tests.helpers import (
     Pipeline,
@@ -89,11 +88,7 @@ def test_services_on_postgres_survive_a_killed_code_server_and_stop_on_sigterm(
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "services.log"
     env["COINSUM_CODE_SERVER"] = f"127.0.0.1:{free_port()}"
-    code = start_service([COINSUM, "serve", "code"], env, log)
-    webserver = start_service([COINSUM, "serve", "webserver", "--port", str(port)], env, log)
-    wait_for_ui(url, webserver, log)
-    stop_live_collection(url)  # before the daemon would start it
-    daemon = start_service([COINSUM, "serve", "daemon"], env, log)
+    services = start_services(env, log, port)
     try:
         slots = [f"{DAY}-{h:02d}:{m:02d}" for h in range(24) for m in (0, 30)]
         backfill_id = launch_backfill(url, "basket_slots", slots)
@@ -107,7 +102,7 @@ def test_services_on_postgres_survive_a_killed_code_server_and_stop_on_sigterm(
 
         wait_for("a started run of the backfill", 180, started)
         (killed,) = started()
-        kill_unit(code)  # the code server and the run's worker
+        kill_unit(services["code"])  # the code server and the run's worker
         time.sleep(2)
         assert instance.get_run_by_id(killed.dagster_run.run_id).status == (
             DagsterRunStatus.STARTED
@@ -123,7 +118,7 @@ def test_services_on_postgres_survive_a_killed_code_server_and_stop_on_sigterm(
             ),
         )
 
-        code = start_service([COINSUM, "serve", "code"], env, log)
+        services["code"] = start_service([COINSUM, "serve", "code"], env, log)
         wait_for_backfill(url, backfill_id, seconds=240)
         wait_for(
             "every slot materialized",
@@ -151,8 +146,7 @@ def test_services_on_postgres_survive_a_killed_code_server_and_stop_on_sigterm(
         )
         wait_for("every run finished", 120, lambda: not instance.get_run_records(unfinished))
     finally:
-        services = {"webserver": webserver, "daemon": daemon, "code": code}
-        took = {name: stop(proc) for name, proc in services.items()}
+        took = {name: stop(services[name]) for name in ("webserver", "daemon", "code")}
         for proc in services.values():
             if proc.poll() is None:
                 kill_unit(proc)

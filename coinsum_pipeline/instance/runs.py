@@ -21,8 +21,8 @@ from coinsum_pipeline.instance.storage import free_pool_slots
 
 LAUNCHED_BY_TAG = "coinsum/launched_by"
 PID_TAG = "coinsum/pid"
-# dagster_celery.tags.DAGSTER_CELERY_TASK_ID_TAG, without importing Celery into every service.
-CELERY_TASK_TAG = "dagster-celery/task_id"
+# The run launcher whose run workers are processes on this host, beside the code server.
+DEFAULT_LAUNCHER = "DefaultRunLauncher"
 BACKFILL = "coinsum backfill"
 UNFINISHED = [DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
@@ -52,15 +52,20 @@ def close_orphaned_daemon_runs(instance: DagsterInstance) -> list[str]:
     """Close the starting and started runs whose worker process is gone: for the daemon's
     service to run before the daemon starts. No daemon is running then, so a run still starting
     was being launched when the last one died (a sensor's run launched a moment before a kill):
-    its worker is gone too."""
+    its worker is gone too.
+
+    Only with Dagster's default launcher, whose run workers are processes on this host. Runs on
+    Celery workers (instance/workers.py), maybe another host's, are Dagster's run monitoring's
+    to judge: their worker pid means nothing here, and a run being handed to Redis is starting
+    without a worker yet."""
+    if instance.get_ref().run_launcher_data.class_name != DEFAULT_LAUNCHER:
+        return []
     closed = []
     leftover = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
     for record in instance.get_run_records(RunsFilter(statuses=leftover)):
         run = record.dagster_run
         if run.tags.get(LAUNCHED_BY_TAG) == BACKFILL:
             continue  # those run in their own process: close_dead_backfill_runs
-        if CELERY_TASK_TAG in run.tags:
-            continue  # on a Celery worker, maybe another host's: Dagster's run monitoring asks
         pid = _worker_pid(instance, run.run_id)
         if pid is None or not _started_by(pid, record.start_time or 0.0):
             _close(instance, run, "its run worker ended while the daemon was down")

@@ -12,15 +12,19 @@ the host that holds it; the others (alerts, the tidy) to any worker.
 ``RunLauncher`` is Dagster's ``CeleryRunLauncher`` with one addition. Celery records a run's task
 as started when a worker takes it, and nothing changes that record when the whole worker is
 killed or its host goes down: Dagster's run monitoring would then see the run as running for
-ever, holding its ``okx`` slot. Here a started task that its worker does not say it is running
-(or does not answer at all) is a failed run worker, which run monitoring fails (its ``okx`` slot
-freed at once) and run retries run again.
+ever, holding its ``okx`` slot. Here a started task that its worker answers it is not running,
+or whose worker has answered nothing for ``SILENT_SECONDS``, is a failed run worker, which run
+monitoring fails (its ``okx`` slot freed at once) and run retries run again. One unanswered
+look is not enough: a loaded host can be slow to answer, and failing a healthy run would start
+its retry beside it.
 """
 
 from __future__ import annotations
 
 import sys
+import time
 import warnings
+from typing import Any
 
 from dagster import DagsterInstance, DagsterRun
 from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
@@ -36,8 +40,10 @@ from coinsum_pipeline.instance.storage import free_pool_slots
 # taken, in the daemon's journal: harmless, and nothing an operator can act on.
 warnings.filterwarnings("ignore", message=r"Task name '\w+' is already registered")
 
-# How long a worker has to answer: its main process answers while its pool runs a run.
-PING_SECONDS = 1.0
+# How long a worker has to answer a look: its main process answers while its pool runs a run.
+ANSWER_SECONDS = 5.0
+# A worker silent for this long (several of run monitoring's looks) is taken for gone.
+SILENT_SECONDS = 120.0
 
 
 class WorkerSettingError(Exception):
@@ -47,9 +53,14 @@ class WorkerSettingError(Exception):
 class RunLauncher(CeleryRunLauncher):
     """Dagster's Celery run launcher, telling a killed worker's run from a running one."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._silent_since: dict[str, float] = {}  # run id: when its worker first missed a look
+
     def check_run_worker_health(self, run: DagsterRun) -> CheckRunHealthResult:
         health = super().check_run_worker_health(run)
         if health.status != WorkerStatus.RUNNING:
+            self._silent_since.pop(run.run_id, None)
             return health
         task = self.celery.AsyncResult(run.tags[DAGSTER_CELERY_TASK_ID_TAG])
         worker = task.info.get("hostname") if isinstance(task.info, dict) else None
@@ -57,21 +68,29 @@ class RunLauncher(CeleryRunLauncher):
             return health
         # Not a ping: a worker restarted under the same name (systemd's Restart=always) answers
         # one, without the run.
-        inspect = self.celery.control.inspect([worker], timeout=PING_SECONDS)
-        running = {active["id"] for active in (inspect.active() or {}).get(worker, [])}
-        if task.id in running:
-            return health
+        inspect = self.celery.control.inspect([worker], timeout=ANSWER_SECONDS, limit=1)
+        answers = inspect.active() or {}
+        if worker in answers:
+            self._silent_since.pop(run.run_id, None)
+            if task.id in {active["id"] for active in answers[worker]}:
+                return health
+            reason = f"its Celery worker {worker} is not running it: the worker was restarted"
+        else:
+            silent = time.monotonic() - self._silent_since.setdefault(run.run_id, time.monotonic())
+            if silent < SILENT_SECONDS:
+                return health
+            reason = (
+                f"its Celery worker {worker} has not answered for {silent:.0f} s: the worker was "
+                "killed, or its host is down or cut off from Redis"
+            )
         health = super().check_run_worker_health(run)
         if health.status != WorkerStatus.RUNNING:
             return health  # it ended between the two looks
+        self._silent_since.pop(run.run_id, None)
         # Its okx slot at once, not a minute after run monitoring fails the run: the dead worker
         # cannot use it, and the run's retry is about to wait for it.
         free_pool_slots(self._instance, run.run_id)
-        return CheckRunHealthResult(
-            WorkerStatus.FAILED,
-            f"its Celery worker {worker} is not running it: the worker was killed or restarted, "
-            "or its host is down",
-        )
+        return CheckRunHealthResult(WorkerStatus.FAILED, reason)
 
 
 def worker_argv(queues: list[str], name: str, concurrency: int) -> list[str]:
