@@ -6,12 +6,14 @@ that browser (no browser download). Screenshots go to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -89,55 +91,59 @@ def turn_off_live_collection(env: dict[str, str]) -> None:
     """Stop, in the instance ``env`` names, what collects on the real clock, as a user would in
     the UI: the live schedule, gap repair (today's slots and the last 48 hours) and the
     re-collections (the day so far every three hours, yesterday at 00:03), beside what a test
-    launches and counts."""
-    dagster = Path(sys.executable).parent / "dagster"
+    launches and counts. Before any service runs: through Dagster's GraphQL API without a
+    server (``dagster-graphql``), two commands that each load the code location once."""
+    command = Path(sys.executable).parent / "dagster-graphql"
     workspace = Path(__file__).resolve().parents[1] / "workspace.yaml"
-    # All four at once: each command loads the code location, a few seconds. No pipes: the code
-    # server each starts may outlive it for a while.
-    stopping = [
-        subprocess.Popen(
-            [dagster, kind, "stop", name, "-w", workspace],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for kind, names in LIVE_COLLECTION.items()
-        for name in names
-    ]
-    for command in stopping:
-        assert command.wait(timeout=120) == 0, f"{command.args[1:4]} failed"
 
+    def ask(query: str, variables: dict) -> dict:
+        with tempfile.TemporaryDirectory() as folder:
+            answer = Path(folder) / "answer.json"
+            # No pipes: the code server the command starts may outlive it for a while.
+            subprocess.run(
+                [command, "-w", workspace, "-t", query, "-v", json.dumps(variables), "-o", answer],
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=120,
+                check=True,
+            )
+            body = json.loads(answer.read_text())
+        assert "errors" not in body, body["errors"]
+        return body["data"]
 
-LIVE_COLLECTION = {
-    "schedule": ("live_slots", "recollect_today", "recollect_yesterday"),
-    "sensor": ("gap_repair",),
-}
-# Each kind's query for the instigator's id, and the UI's toggle that stops it.
-FIND = {
-    "schedule": """query Find($selector: ScheduleSelector!) {
-      scheduleOrError(scheduleSelector: $selector) { ... on Schedule { id } } }""",
-    "sensor": """query Find($selector: SensorSelector!) {
-      sensorOrError(sensorSelector: $selector) { ... on Sensor { id } } }""",
-}
-STOP = {
-    "schedule": """mutation Stop($id: String) { stopRunningSchedule(id: $id) { __typename } }""",
-    "sensor": """mutation Stop($id: String) { stopSensor(id: $id) { __typename } }""",
-}
+    _stop_live_collection(ask)
 
 
 def stop_live_collection(url: str) -> None:
     """``turn_off_live_collection`` through a running UI's GraphQL API, as its toggles do: for
     the services' tests, which start the daemon only afterwards."""
-    for kind, names in LIVE_COLLECTION.items():
-        for name in names:
-            selector = {
-                "repositoryLocationName": "coinsum",
-                "repositoryName": "__repository__",
-                f"{kind}Name": name,
-            }
-            (found,) = graphql(url, FIND[kind], {"selector": selector}).values()
-            (stopped,) = graphql(url, STOP[kind], {"id": found["id"]}).values()
-            assert stopped["__typename"] in ("ScheduleStateResult", "StopSensorMutationResult")
+    _stop_live_collection(lambda query, variables: graphql(url, query, variables))
+
+
+LIVE_COLLECTION = {
+    "schedules": ("live_slots", "recollect_today", "recollect_yesterday"),
+    "sensors": ("gap_repair",),
+}
+FIND_INSTIGATORS = """query Find($selector: RepositorySelector!) {
+  repositoryOrError(repositorySelector: $selector) {
+    ... on Repository { schedules { id name } sensors { id name } } } }"""
+# The UI's toggles, by the ids FIND_INSTIGATORS gives.
+STOP = {"schedules": "stopRunningSchedule", "sensors": "stopSensor"}
+STOPPED = ("ScheduleStateResult", "StopSensorMutationResult")
+
+
+def _stop_live_collection(ask: Callable[[str, dict], dict]) -> None:
+    repository = {"repositoryLocationName": "coinsum", "repositoryName": "__repository__"}
+    (found,) = ask(FIND_INSTIGATORS, {"selector": repository}).values()
+    ids = {kind: {i["name"]: i["id"] for i in found[kind]} for kind in LIVE_COLLECTION}
+    stops = [
+        f'{name}: {STOP[kind]}(id: "{ids[kind][name]}") {{ __typename }}'
+        for kind, names in LIVE_COLLECTION.items()
+        for name in names
+    ]
+    stopped = ask(f"mutation {{ {' '.join(stops)} }}", {})
+    assert {answer["__typename"] for answer in stopped.values()} <= set(STOPPED), stopped
 
 
 def start_services(env: dict[str, str], log: Path, port: int) -> dict[str, subprocess.Popen]:

@@ -7,17 +7,15 @@ download. Screenshots go to ``test-artifacts/``."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import time
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
 
-from coinsum_pipeline.backfill import run_slots
-from coinsum_pipeline.cli import main
+from coinsum_pipeline.backfill import backfill, export_range, run_slots
 from coinsum_pipeline.core.basket import DEFAULT_COINS
 from coinsum_pipeline.core.slots import day_start, epoch_ms, slots_in
 from coinsum_pipeline_tests.browser import ARTIFACTS, browser_page, needs_chromium
@@ -39,9 +37,13 @@ def market(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         okx.gaps["ETH-USDT-SWAP"] = [
             (epoch_ms(beijing(f"{TODAY} 10:00")), epoch_ms(beijing(f"{TODAY} 11:00")))
         ]
-        with contextlib.redirect_stdout(io.StringIO()):
-            assert main(["backfill", "--from", FIRST, "--to", "2026-01-15"]) == 0
         with DagsterInstance.get() as instance:
+            # The days before today as `coinsum backfill` stores them; of their exports, the one
+            # day's the page downloads.
+            history = backfill(date.fromisoformat(FIRST), date(2026, 1, 15), NOW, instance)
+            assert all(run.success for run in history)
+            other = date.fromisoformat(OTHER)
+            assert export_range(other, other, instance).success
             today = list(slots_in(day_start(NOW.date()), beijing(f"{TODAY} 15:00")))
             assert run_slots(today, instance).success
             yield Pipeline(okx, instance, home / "coinsum.duckdb", home / "exports")
