@@ -12,8 +12,8 @@ the host that holds it; the others (alerts, the tidy) to any worker.
 ``RunLauncher`` is Dagster's ``CeleryRunLauncher`` with one addition. Celery records a run's task
 as started when a worker takes it, and nothing changes that record when the whole worker is
 killed or its host goes down: Dagster's run monitoring would then see the run as running for
-ever, holding its ``okx`` slot. Here a started task that its worker answers it is not running,
-or whose worker has answered nothing for ``SILENT_SECONDS``, is a failed run worker, which run
+ever, holding its ``okx`` slot. Here a started task whose worker answers without it, or whose
+worker has answered nothing for ``SILENT_SECONDS``, is a failed run worker, which run
 monitoring fails (its ``okx`` slot freed at once) and run retries run again. One unanswered
 look is not enough: a loaded host can be slow to answer, and failing a healthy run would start
 its retry beside it.
