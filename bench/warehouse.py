@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import psycopg2
+from psycopg2.extras import execute_values
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from postgres import SOCKET, database_bytes, drop_database, new_database
@@ -32,11 +33,15 @@ from postgres import SOCKET, database_bytes, drop_database, new_database
 from coinsum_pipeline.warehouse.schema import TABLES
 
 FIRST_DAY = date(2025, 1, 1)
+COLUMNS = [
+    "slot_start", "trade_date", "slot_time", "slot_ts_ms", "coin", "inst_id",
+    "base_price", "price", "pct_change",
+]  # fmt: skip
+INSERT = f"INSERT INTO coin_prices ({', '.join(COLUMNS)}) VALUES "
 # DuckDB's DOUBLE is PostgreSQL's DOUBLE PRECISION; the rest of the DDL is the same in both.
 PG_DDL = TABLES["coin_prices"].replace("DOUBLE ", "DOUBLE PRECISION ")
 MADE_UP = """
-    INSERT INTO coin_prices (slot_start, trade_date, slot_time, slot_ts_ms, coin, inst_id,
-                             base_price, price, pct_change)
+    {insert}
     SELECT s, s::DATE, strftime(s, '%H:%M'), epoch_ms(s) - 8 * 3600 * 1000,
            'C' || lpad(c::VARCHAR, 3, '0'), 'C' || lpad(c::VARCHAR, 3, '0') || '-USDT-SWAP',
            100 + c, 100 + c + (random() - 0.5) * 4, (random() - 0.5) * 4
@@ -74,17 +79,10 @@ def slot_rows(slot: datetime, coins: int) -> list[tuple]:
             f"C{c:03d}-USDT-SWAP",
             100.0 + c,
             101.0 + c,
-            1.0 / (100 + c),
+            100.0 / (100 + c),  # (price - base) / base * 100
         )
         for c in range(1, coins + 1)
     ]
-
-
-COLUMNS = [
-    "slot_start", "trade_date", "slot_time", "slot_ts_ms", "coin", "inst_id",
-    "base_price", "price", "pct_change",
-]  # fmt: skip
-INSERT = f"INSERT INTO coin_prices ({', '.join(COLUMNS)}) VALUES "
 
 
 def duck_write(conn: duckdb.DuckDBPyConnection, slot: datetime, coins: int) -> None:
@@ -98,9 +96,7 @@ def duck_write(conn: duckdb.DuckDBPyConnection, slot: datetime, coins: int) -> N
     conn.execute("COMMIT")
 
 
-def pg_write(conn, slot: datetime, coins: int) -> None:  # conn: psycopg2's connection
-    from psycopg2.extras import execute_values
-
+def pg_write(conn: psycopg2.extensions.connection, slot: datetime, coins: int) -> None:
     with conn, conn.cursor() as cursor:
         cursor.execute("DELETE FROM coin_prices WHERE slot_start = %s", [slot])
         execute_values(cursor, INSERT + "%s", slot_rows(slot, coins))
@@ -119,7 +115,9 @@ def main() -> None:
     duck = duckdb.connect(str(work / "coinsum.duckdb"))
     duck.execute(TABLES["coin_prices"])
     start = time.perf_counter()
-    made_up = MADE_UP.format(first=FIRST_DAY, last=last_slot, coins=args.coins)
+    made_up = MADE_UP.format(
+        insert=INSERT.removesuffix(" VALUES "), first=FIRST_DAY, last=last_slot, coins=args.coins
+    )
     duck.execute(made_up)
     duck.execute("CHECKPOINT")
     duck_load = time.perf_counter() - start
