@@ -27,6 +27,7 @@ from dagster._core.launcher import WorkerStatus
 
 from coinsum_pipeline.definitions import build_defs
 from coinsum_pipeline.instance import workers as run_workers
+from coinsum_pipeline.instance.home import prepare_home
 from coinsum_pipeline.instance.runs import close_orphaned_daemon_runs
 from coinsum_pipeline.okx.fake import HISTORY_CANDLES, FakeOKX
 from coinsum_pipeline_tests.browser import (
@@ -59,17 +60,16 @@ def fetches_in_turn(okx: FakeOKX) -> list[str]:
     return [end for n, end in enumerate(ends) if n == 0 or ends[n - 1] != end]
 
 
-def test_runs_on_workers_are_not_closed_by_the_code_server_as_orphans(tmp_path: Path) -> None:
+def test_runs_on_workers_are_not_closed_by_the_code_server_as_orphans(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Seen in the test below on a loaded machine: the code server, closing its predecessor's
     orphaned runs once it serves, closed a run the daemon was handing to Redis at that moment
-    (starting, no task yet, no worker pid on this host). Runs on workers are run monitoring's."""
-    launcher = {
-        "module": "coinsum_pipeline.instance.workers",
-        "class": "RunLauncher",
-        "config": {"broker": "redis://127.0.0.1:1/0", "default_queue": "coinsum-duckdb"},
-    }
-    overrides = {"run_launcher": launcher}
-    with DagsterInstance.local_temp(str(tmp_path), overrides=overrides) as instance:
+    (starting, no task yet, no worker pid on this host). Runs on workers are run monitoring's.
+    The instance is set up as the services set theirs up with a broker (no Redis is asked)."""
+    monkeypatch.setenv("COINSUM_CELERY_BROKER", "redis://127.0.0.1:1/0")
+    with DagsterInstance.from_config(str(prepare_home(tmp_path / "home"))) as instance:
+        assert isinstance(instance.run_launcher, run_workers.RunLauncher)
         job = build_defs().resolve_job_def("tidy")
         statuses = [DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
         runs = [instance.create_run_for_job(job, status=status) for status in statuses]
